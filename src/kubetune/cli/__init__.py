@@ -1,0 +1,1 @@
+"""The ``kubetune`` command line."""

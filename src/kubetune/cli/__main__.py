@@ -1,0 +1,5 @@
+"""``python -m kubetune.cli``."""
+
+from kubetune.cli.main import main
+
+main()

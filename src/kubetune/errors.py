@@ -1,0 +1,24 @@
+"""Errors kubetune shows to users.
+
+Every error a user can fix (bad config, missing file, unknown runtime...) is a
+:class:`KubetuneError`: the CLI prints its message as one line and exits non-zero, without a
+traceback. Anything else is a bug and keeps its traceback.
+"""
+
+
+class KubetuneError(Exception):
+    """Base class of errors caused by user input or environment, not by a bug."""
+
+    exit_code = 2
+
+
+class ConfigError(KubetuneError):
+    """A config field, file or value is invalid."""
+
+
+class DataError(KubetuneError):
+    """The dataset cannot be read or lacks what the chosen format needs."""
+
+
+class ModelError(KubetuneError):
+    """The model cannot be found or loaded."""

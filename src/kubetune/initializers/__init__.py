@@ -1,0 +1,1 @@
+"""Model and dataset initializers: fetch what a job needs before training starts."""

@@ -1,0 +1,73 @@
+"""Shared base for every typed config, and the loading of configs from YAML files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kubetune.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """A pydantic model that rejects unknown fields and validates on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping with the same key twice."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file, raising :class:`ConfigError` naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    """Render a pydantic error as one line per problem: ``field.path: message (got value)``."""
+    lines = []
+    for problem in err.errors():
+        loc = ".".join(str(part) for part in (prefix, *problem["loc"]) if part != "")
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif "input" in problem and not isinstance(problem["input"], dict | list):
+            message = f"{message} (got {problem['input']!r})"
+        lines.append(f"{loc or '<root>'}: {message}")
+    return "; ".join(lines)
+
+
+def validate_config(model: type[M], data: Any, source: str = "config") -> M:
+    """Build ``model`` from plain data, turning validation errors into one :class:`ConfigError`."""
+    if data is None:
+        data = {}
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid {source}: {format_validation_error(err)}") from None

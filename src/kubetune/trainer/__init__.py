@@ -1,0 +1,1 @@
+"""The LLM Trainer: the program every worker runs (``python -m kubetune.trainer``)."""

@@ -1,0 +1,33 @@
+"""Worker entry point: ``[torchrun ...] python -m kubetune.trainer --config <run>/output/config.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kubetune.errors import KubetuneError
+from kubetune.spec.job import load_job_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run training, and turn user errors into one line and exit code 2."""
+    parser = argparse.ArgumentParser(prog="python -m kubetune.trainer", description=__doc__)
+    parser.add_argument("--config", required=True, help="job spec YAML (usually <run>/output/config.yaml)")
+    parser.add_argument("--run-dir", help="run directory (default: the job spec's output_dir)")
+    args = parser.parse_args(argv)
+    from kubetune.trainer.run import run_training
+
+    try:
+        spec = load_job_file(args.config)
+        run_dir = Path(args.run_dir or spec.output_dir or Path(args.config).resolve().parent.parent)
+        result = run_training(spec, run_dir)
+    except KubetuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"done: {result.steps} steps; outputs in {result.output_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

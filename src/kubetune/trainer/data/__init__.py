@@ -1,0 +1,1 @@
+"""Dataset reading, formatting, tokenization and batching for the LLM Trainer."""

@@ -1,0 +1,182 @@
+"""Turn raw rows into token sequences with training targets, per dataset format.
+
+Each example is ``input_ids`` plus ``labels`` of the same length, where a label of
+``IGNORE_INDEX`` marks a token that is not trained on. By default only response tokens are
+targets; the end-of-sequence token that closes a response is always a target, so the model
+learns to stop.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kubetune.errors import ConfigError, DataError
+from kubetune.spec.trainer import DatasetConfig
+
+IGNORE_INDEX = -100
+
+REQUIRED_COLUMNS = {
+    "alpaca": ("instruction", "output"),
+    "completion": ("prompt", "completion"),
+    "messages": ("messages",),
+    "text": ("text",),
+}
+
+ALPACA_PROMPT = (
+    "Below is an instruction that describes a task{context}. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n{input_block}### Response:\n"
+)
+
+
+@dataclass
+class Example:
+    """One tokenized training sequence."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def num_targets(self) -> int:
+        """How many tokens of this example the loss is computed on."""
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def load_preprocess(import_path: str) -> Callable[[dict], dict]:
+    """Import the user's ``module:function`` row mapper."""
+    module_name, _, func_name = import_path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"dataset.preprocess: cannot import module {module_name!r}: {err}") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ConfigError(f"dataset.preprocess: {module_name!r} has no function {func_name!r}")
+    return func
+
+
+def map_columns(rows: list[dict], config: DatasetConfig, source: str) -> list[dict]:
+    """Apply the preprocess function and ``column_map``, then check the format's columns.
+
+    Raises:
+        DataError: a row lacks a column the format needs (naming column, file and row).
+    """
+    if config.preprocess:
+        func = load_preprocess(config.preprocess)
+        mapped = []
+        for index, row in enumerate(rows):
+            result = func(row)
+            if not isinstance(result, dict):
+                raise DataError(
+                    f"{source}: row {index}: preprocess {config.preprocess} returned "
+                    f"{type(result).__name__}, expected a dict"
+                )
+            mapped.append(result)
+        rows = mapped
+    if config.column_map:
+        rows = [
+            {**row, **{ours: row[theirs] for ours, theirs in config.column_map.items() if theirs in row}}
+            for row in rows
+        ]
+    required = REQUIRED_COLUMNS[config.format]
+    for index, row in enumerate(rows):
+        missing = [col for col in required if row.get(col) is None]
+        if missing:
+            renamed = {ours: theirs for ours, theirs in config.column_map.items() if ours in missing}
+            hint = f" (mapped from {renamed})" if renamed else ""
+            present = ", ".join(sorted(map(str, row))) or "none"
+            raise DataError(
+                f"{source}: row {index} has no column {', '.join(map(repr, missing))}{hint} needed by "
+                f"format '{config.format}'; columns present: {present}. Use dataset.column_map to rename."
+            )
+    return rows
+
+
+def _normalise_messages(messages: object, where: str) -> list[dict]:
+    """Accept OpenAI ({role, content}) and ShareGPT ({from, value}) messages; check role order."""
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: 'messages' must be a non-empty list")
+    roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+    out = []
+    for turn in messages:
+        if not isinstance(turn, dict):
+            raise DataError(f"{where}: each message must be an object with role and content")
+        role = roles.get(str(turn.get("role", turn.get("from"))))
+        content = turn.get("content", turn.get("value"))
+        if role is None or not isinstance(content, str):
+            raise DataError(f"{where}: message {turn!r} needs role (system/user/assistant) and text content")
+        out.append({"role": role, "content": content})
+    body = out[1:] if out[0]["role"] == "system" else out
+    expected = ["user", "assistant"]
+    for position, turn in enumerate(body):
+        if turn["role"] != expected[position % 2]:
+            raise DataError(
+                f"{where}: invalid role order: message {position + len(out) - len(body)} is "
+                f"'{turn['role']}', expected '{expected[position % 2]}' (system?, then user/assistant alternating)"
+            )
+    if not body or body[-1]["role"] != "assistant":
+        raise DataError(f"{where}: a conversation must end with an assistant message")
+    return out
+
+
+class Tokenizer:
+    """Tokenizes rows of one format into :class:`Example` objects."""
+
+    def __init__(self, tokenizer, config: DatasetConfig, max_seq_len: int):
+        self.tok = tokenizer
+        self.config = config
+        self.max_seq_len = max_seq_len
+        self.truncated = 0
+        if tokenizer.eos_token_id is None:
+            raise DataError("the tokenizer defines no end-of-sequence token")
+        if config.format == "messages" and not getattr(tokenizer, "chat_template", None):
+            raise DataError(
+                "dataset.format is 'messages' but the model's tokenizer has no chat template; "
+                "use format 'alpaca' or 'completion', or a model with a chat template"
+            )
+
+    def _pair(self, prompt: str, response: str) -> Example:
+        prompt_ids = self.tok(prompt, add_special_tokens=True)["input_ids"]
+        response_ids = self.tok(response, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+        prompt_labels = list(prompt_ids) if self.config.train_on_inputs else [IGNORE_INDEX] * len(prompt_ids)
+        return Example(list(prompt_ids) + response_ids, prompt_labels + response_ids)
+
+    def _messages(self, messages: list[dict]) -> Example:
+        ids = self._chat_ids(messages, add_generation_prompt=False)
+        labels = list(ids) if self.config.train_on_inputs else [IGNORE_INDEX] * len(ids)
+        for index, turn in enumerate(messages):
+            if turn["role"] != "assistant":
+                continue
+            start = len(self._chat_ids(messages[:index], add_generation_prompt=True))
+            end = len(self._chat_ids(messages[: index + 1], add_generation_prompt=False))
+            labels[start:end] = ids[start:end]
+        return Example(ids, labels)
+
+    def _chat_ids(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+        rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return list(self.tok(rendered, add_special_tokens=False)["input_ids"])
+
+    def __call__(self, row: dict, where: str) -> Example:
+        """Tokenize one (already column-mapped) row; ``where`` names it in errors."""
+        fmt = self.config.format
+        if fmt == "alpaca":
+            extra = str(row.get("input") or "")
+            prompt = ALPACA_PROMPT.format(
+                context=", paired with an input that provides further context" if extra else "",
+                instruction=row["instruction"],
+                input_block=f"### Input:\n{extra}\n\n" if extra else "",
+            )
+            example = self._pair(prompt, str(row["output"]))
+        elif fmt == "completion":
+            example = self._pair(str(row["prompt"]), str(row["completion"]))
+        elif fmt == "messages":
+            example = self._messages(_normalise_messages(row["messages"], where))
+        else:
+            ids = self.tok(str(row["text"]), add_special_tokens=True)["input_ids"] + [self.tok.eos_token_id]
+            example = Example(list(ids), list(ids))
+        if len(example.input_ids) > self.max_seq_len:
+            self.truncated += 1
+            example = Example(example.input_ids[: self.max_seq_len], example.labels[: self.max_seq_len])
+        return example

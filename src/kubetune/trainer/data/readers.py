@@ -1,0 +1,131 @@
+"""Read raw dataset rows from local files: json, jsonl, csv, parquet and txt (optionally .gz).
+
+Rows are plain dicts. pyarrow reads parquet; the text formats use the standard library so a
+malformed line is reported with its file and line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from kubetune.errors import DataError
+
+SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return None
+
+
+def dataset_files(path: Path) -> list[Path]:
+    """The data files at ``path``: the file itself, or every supported file under a folder."""
+    if not path.exists():
+        raise DataError(f"dataset not found: {path}")
+    if path.is_file():
+        if _kind(path) is None:
+            raise DataError(f"{path}: unsupported dataset file type (use one of {', '.join(SUFFIXES)})")
+        return [path]
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and _kind(p) and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
+    if not files:
+        raise DataError(f"{path}: no dataset files ({', '.join(SUFFIXES)}) in this folder")
+    return files
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{number}: malformed JSON line: {err.msg}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            yield row
+
+
+def _read_json(path: Path) -> Iterator[dict]:
+    with _open_text(path) as handle:
+        text = handle.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
+        data = next(iter(data.values()))
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise DataError(f"{path}: expected a JSON array of objects")
+    yield from data
+
+
+def _read_csv(path: Path) -> Iterator[dict]:
+    with _open_text(path) as handle:
+        yield from csv.DictReader(handle)
+
+
+def _read_txt(path: Path) -> Iterator[dict]:
+    with _open_text(path) as handle:
+        for line in handle:
+            if line.strip():
+                yield {"text": line.rstrip("\r\n")}
+
+
+def _read_parquet(path: Path) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises several error types for bad files
+        raise DataError(f"{path}: not a readable parquet file: {err}") from None
+    yield from table.to_pylist()
+
+
+_READERS = {
+    ".jsonl": _read_jsonl,
+    ".json": _read_json,
+    ".csv": _read_csv,
+    ".txt": _read_txt,
+    ".parquet": _read_parquet,
+}
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Read every row of the dataset at ``path`` (a file or a folder of files).
+
+    Raises:
+        DataError: the path does not exist, holds no supported file, a file is malformed or
+            not UTF-8, or no row was read.
+    """
+    rows: list[dict] = []
+    for file in dataset_files(path):
+        reader = _READERS[_kind(file)]
+        try:
+            rows.extend(reader(file))
+        except UnicodeDecodeError as err:
+            raise DataError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except (OSError, EOFError, csv.Error) as err:
+            raise DataError(f"{file}: cannot read: {err}") from None
+    if not rows:
+        raise DataError(f"{path}: the dataset is empty")
+    return rows

@@ -1,0 +1,47 @@
+"""Final exports: the adapter in PEFT format and a merged, plain-transformers model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Replace ``final`` with the fully written ``tmp`` folder."""
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def _fresh(path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    return tmp
+
+
+def export_adapter(model, tokenizer, output_dir: Path) -> Path:
+    """Save the PEFT adapter (and tokenizer) to ``output_dir/adapter``."""
+    final = output_dir / "adapter"
+    tmp = _fresh(final)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
+
+
+def export_merged(model, tokenizer, output_dir: Path, is_peft: bool) -> Path:
+    """Merge adapter weights into the base (if any) and save safetensors to ``output_dir/merged``.
+
+    The result loads with ``AutoModelForCausalLM.from_pretrained`` alone. Merging modifies
+    ``model``; call this last.
+    """
+    final = output_dir / "merged"
+    tmp = _fresh(final)
+    merged = model.merge_and_unload() if is_peft else model
+    merged.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if getattr(merged, "generation_config", None) is not None and not (tmp / "generation_config.json").exists():
+        merged.generation_config.save_pretrained(tmp)
+    _publish(tmp, final)
+    return final
