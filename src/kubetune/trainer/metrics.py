@@ -9,7 +9,7 @@ from pathlib import Path
 
 def format_duration(seconds: float) -> str:
     """``75`` -> ``1m15s``."""
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

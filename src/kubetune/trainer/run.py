@@ -67,7 +67,8 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     data = prepare_data(config.dataset, dataset_path, tokenizer, training.max_seq_len, training.seed)
     print(
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
-        f"({data.truncated} truncated to {training.max_seq_len} tokens, {data.dropped_without_targets} without targets dropped)",
+        f"({data.truncated} truncated to {training.max_seq_len} tokens, "
+        f"{data.dropped_without_targets} without targets dropped)",
         flush=True,
     )
 
