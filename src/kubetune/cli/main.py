@@ -12,15 +12,15 @@ from rich.console import Console
 from kubetune.errors import KubetuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune LLMs, locally or on Kubernetes.")
-err_console = Console(stderr=True)
-console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+console = Console(soft_wrap=True)
 
 JobFile = Annotated[Path, typer.Option("--file", "-f", help="Job YAML file.", dir_okay=False)]
 
 
 def fail(err: KubetuneError) -> typer.Exit:
     """Print a user error as one line; the caller raises the returned Exit."""
-    err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {err}", highlight=False)
     return typer.Exit(err.exit_code)
 
 
