@@ -46,6 +46,7 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PASSTHROUGH = (KUEUE_QUEUE_LABEL, "kueue.x-k8s.io/priority-class")
 PODGROUP_LABEL = "scheduling.x-k8s.io/pod-group"
 MASTER_PORT = 29500
+MAX_NAME_LENGTH = 40  # "<name>-model-initializer-0-0" must stay a 63-character DNS label
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "config.yaml"
 WORKSPACE_VOLUME = "workspace"
@@ -128,6 +129,10 @@ def reconcile(
     """
     spec = parse_trainjob_spec(trainjob)
     meta = trainjob["metadata"]
+    if len(meta["name"]) > MAX_NAME_LENGTH:
+        raise InvalidTrainJob(
+            "InvalidName", f"metadata.name: at most {MAX_NAME_LENGTH} characters (pod hostnames derive from it)"
+        )
     if runtime is None:
         raise InvalidTrainJob(
             "RuntimeNotFound", f"spec.runtimeRef: {spec.runtime_ref.kind} {spec.runtime_ref.name!r} does not exist"
@@ -135,8 +140,6 @@ def reconcile(
     runtime_spec = parse_runtime_spec(runtime)
     _check_env(spec.trainer.env, "spec.trainer.env")
     sources = _initializer_sources(spec, runtime_spec)
-    for step, source in sources.items():
-        _check_env(source.env, f"spec.initializer.{step}.env")
     secret_env = {step: _secret_env(source, secrets, step) for step, source in sources.items()}
     job_spec = _job_spec(meta["name"], spec, runtime_spec, initialized=set(sources))
 
