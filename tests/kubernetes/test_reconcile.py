@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import make_trainjob, validate_k8s
 
+from conftest import make_trainjob, validate_k8s
 from kubetune.controller.reconcile import InvalidTrainJob, reconcile
 from kubetune.spec.job import JobSpec
 
@@ -116,14 +116,14 @@ def test_workspace_pvc_comes_from_the_runtime_claim_template(runtime):
     assert desired.workspace["metadata"]["name"] == "tune-workspace"
     assert desired.workspace["spec"]["storageClassName"] == "fast-rwx"
     for job in desired.jobset["spec"]["replicatedJobs"]:
-        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod_spec(job)["volumes"] if "persistentVolumeClaim" in v]
+        claims = [
+            v["persistentVolumeClaim"]["claimName"] for v in pod_spec(job)["volumes"] if "persistentVolumeClaim" in v
+        ]
         assert claims == ["tune-workspace"]
 
 
 def test_secret_keys_become_secret_key_refs_never_values(runtime):
-    trainjob = make_trainjob(
-        initializer={"model": {"storageUri": "s3://models/m", "secretRef": {"name": "s3-creds"}}}
-    )
+    trainjob = make_trainjob(initializer={"model": {"storageUri": "s3://models/m", "secretRef": {"name": "s3-creds"}}})
     secrets = {"s3-creds": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]}
     desired = reconcile(trainjob, runtime, secrets)
     env = env_of(pod_spec(jobs_by_name(desired.jobset)["model-initializer"])["containers"][0])
@@ -184,7 +184,11 @@ def test_custom_command_replaces_the_builtin_trainer(runtime):
     container = pod_spec(jobs_by_name(reconcile(make_trainjob(trainer=trainer), runtime, {}).jobset)["node"])[
         "containers"
     ][0]
-    assert (container["image"], container["command"], container["args"]) == ("me/custom:1", ["python", "train.py"], ["--fast"])
+    assert (container["image"], container["command"], container["args"]) == (
+        "me/custom:1",
+        ["python", "train.py"],
+        ["--fast"],
+    )
     assert "PET_NNODES" in env_of(container)
 
 

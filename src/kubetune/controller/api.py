@@ -31,9 +31,7 @@ NODE = "node"
 class CamelModel(StrictModel):
     """A strict model whose fields are written in camelCase in manifests."""
 
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, alias_generator=to_camel, populate_by_name=True
-    )
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, alias_generator=to_camel, populate_by_name=True)
 
 
 class RuntimeRef(CamelModel):

@@ -98,9 +98,7 @@ def parse_runtime_spec(runtime: Mapping[str, Any]) -> RuntimeSpec:
     try:
         spec = RuntimeSpec.model_validate(runtime.get("spec") or {})
     except ValidationError as err:
-        raise InvalidTrainJob(
-            "InvalidRuntime", f"runtime {name}: {format_validation_error(err, 'spec')}"
-        ) from None
+        raise InvalidTrainJob("InvalidRuntime", f"runtime {name}: {format_validation_error(err, 'spec')}") from None
     jobs = [job.get("name") for job in spec.template.spec.get("replicatedJobs", [])]
     if NODE not in jobs:
         raise InvalidTrainJob("InvalidRuntime", f"runtime {name}: template.spec.replicatedJobs has no '{NODE}' job")

@@ -53,7 +53,9 @@ def set_condition(
                 "status": value,
                 "reason": reason,
                 "message": message,
-                "lastTransitionTime": timestamp(now) if changed else condition.get("lastTransitionTime", timestamp(now)),
+                "lastTransitionTime": timestamp(now)
+                if changed
+                else condition.get("lastTransitionTime", timestamp(now)),
                 **({"observedGeneration": generation} if generation is not None else {}),
             }
         )
