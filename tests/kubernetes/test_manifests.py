@@ -7,8 +7,8 @@ import sys
 
 import pytest
 import yaml
-from conftest import DEPLOY, REPO, crd_schema, schema_validator, validate_k8s
 
+from conftest import DEPLOY, REPO, crd_schema, schema_validator, validate_k8s
 from kubetune.runtimes import catalog_manifests
 
 KUSTOMIZATION = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text(encoding="utf-8"))
@@ -65,7 +65,9 @@ def test_runtime_generator_cli_sets_the_image():
 
 
 def test_controller_role_is_least_privilege():
-    (role,) = [o for o in all_objects() if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "kubetune-controller"]
+    (role,) = [
+        o for o in all_objects() if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "kubetune-controller"
+    ]
     grants = {
         (group, resource, verb)
         for rule in role["rules"]

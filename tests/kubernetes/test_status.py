@@ -158,3 +158,12 @@ def test_progress_is_stored_with_its_time():
         make_trainjob(), jobset(jobs=[("node", 1, 1, 0, 0)]), NOW, progress={"step": 3, "totalSteps": 9}
     )
     assert status["trainingProgress"] == {"step": 3, "totalSteps": 9, "updatedAt": "2026-01-01T00:10:00Z"}
+
+
+def test_status_written_by_the_controller_fits_the_crd(trainjob_validator):
+    trainjob = make_trainjob()
+    progress = parse_progress("step 4/10 | loss 1.2000 | eta 30s")
+    trainjob["status"] = mirror_status(trainjob, jobset(jobs=[("node", 1, 1, 0, 0)]), NOW, progress)
+    trainjob_validator.validate(trainjob)
+    trainjob["status"] = failed_status(trainjob, "SecretNotFound", "spec.initializer.model.secretRef: x", NOW)
+    trainjob_validator.validate(trainjob)

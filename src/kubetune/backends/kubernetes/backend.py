@@ -26,7 +26,6 @@ from collections.abc import Iterable, Iterator
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
-
 from kubetune.backends.kubernetes.job_info import JobEvent, TrainJobInfo, job_info_from_trainjob
 from kubetune.backends.kubernetes.render_trainjob import KubernetesJobOptions, render_trainjob
 from kubetune.controller.api import CLUSTER_RUNTIME_PLURAL, GROUP, NODE, TRAINJOB_PLURAL, VERSION
@@ -77,9 +76,7 @@ class KubernetesBackend:
                 try:
                     kubernetes.config.load_incluster_config()
                 except kubernetes.config.ConfigException:
-                    raise ConfigError(
-                        "no Kubernetes configuration: set KUBECONFIG or run inside a cluster"
-                    ) from None
+                    raise ConfigError("no Kubernetes configuration: set KUBECONFIG or run inside a cluster") from None
             api_client = kubernetes.client.ApiClient()
         self.namespace = namespace or "default"
         self.core = kubernetes.client.CoreV1Api(api_client)
