@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -9,7 +10,8 @@ import pytest
 import yaml
 
 from conftest import DEPLOY, REPO, crd_schema, schema_validator, validate_k8s
-from kubetune.runtimes import catalog_manifests
+from kubetune.controller.reconcile import reconcile
+from kubetune.runtimes import catalog_manifests, get_runtime
 
 KUSTOMIZATION = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text(encoding="utf-8"))
 RESOURCES = [DEPLOY / path for path in KUSTOMIZATION["resources"]]
@@ -102,3 +104,20 @@ def test_dockerfiles_build_from_this_repository(name):
             assert (REPO / source).exists() or source == "README.md", line
     entry = "kubetune.controller" if name.startswith("controller") else "kubetune.trainer"
     assert entry in text
+
+
+def test_the_documented_trainjob_is_valid_and_reconciles(trainjob_validator, jobset_validator):
+    text = (REPO / "docs" / "kubernetes.md").read_text(encoding="utf-8")
+    (trainjob,) = [
+        doc
+        for block in re.findall(r"```yaml\n(.*?)```", text, re.S)
+        if (doc := yaml.safe_load(block))["kind"] == "TrainJob"
+    ]
+    trainjob_validator.validate(trainjob)
+    trainjob["metadata"]["uid"] = "u-1"
+    desired = reconcile(
+        trainjob,
+        get_runtime(trainjob["spec"]["runtimeRef"]["name"]).manifest,
+        {"s3-credentials": ["AWS_ACCESS_KEY_ID"]},
+    )
+    jobset_validator.validate(desired.jobset)
