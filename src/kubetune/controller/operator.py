@@ -24,7 +24,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 import kubernetes
 from kubetune.controller.api import (
@@ -199,6 +199,11 @@ def sync_trainjob(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         message = f"applying the job's objects failed: {err.status} {err.reason}"
         kopf.warn(body, reason="ApplyFailed", message=message)
         raise kopf.TemporaryError(message, delay=30) from None
+    except ResourceNotFoundError as err:
+        # e.g. a runtime asks for coscheduling but scheduler-plugins' PodGroup CRD is not installed
+        message = f"the cluster lacks an API this job needs: {err}"
+        kopf.warn(body, reason="MissingAPI", message=message)
+        raise kopf.TemporaryError(message, delay=60) from None
     patch.status.update(mirror_status(trainjob, applied[-1], _now()))
 
 
