@@ -17,8 +17,7 @@ import uuid
 
 import pytest
 import yaml
-
-from conftest import DEPLOY
+from k8s_schemas import DEPLOY
 
 pytestmark = [
     pytest.mark.cluster,

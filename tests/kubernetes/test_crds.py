@@ -7,8 +7,8 @@ from pathlib import Path
 import celpy
 import pytest
 import yaml
+from k8s_schemas import DEPLOY, crd_schema, make_trainjob, schema_validator, validate_k8s
 
-from conftest import DEPLOY, crd_schema, make_trainjob, schema_validator, validate_k8s
 from kubetune.controller.api import RuntimeSpec, TrainJobSpec
 from kubetune.runtimes import list_runtimes
 

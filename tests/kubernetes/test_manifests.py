@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import yaml
+from k8s_schemas import DEPLOY, REPO, crd_schema, schema_validator, validate_k8s
 
-from conftest import DEPLOY, REPO, crd_schema, schema_validator, validate_k8s
 from kubetune.controller.reconcile import reconcile
 from kubetune.runtimes import catalog_manifests, get_runtime
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from k8s_schemas import make_trainjob, validate_k8s
 
-from conftest import make_trainjob, validate_k8s
 from kubetune.controller.reconcile import InvalidTrainJob, reconcile
 from kubetune.spec.job import JobSpec
 

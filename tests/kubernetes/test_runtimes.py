@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from k8s_schemas import make_trainjob, validate_k8s
 
-from conftest import make_trainjob, validate_k8s
 from kubetune.controller.reconcile import reconcile
 from kubetune.errors import ConfigError
 from kubetune.runtimes import get_runtime, list_runtimes

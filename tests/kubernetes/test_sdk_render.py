@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from k8s_schemas import validate_k8s
 
-from conftest import validate_k8s
 from kubetune.backends.kubernetes import KubernetesJobOptions, render_trainjob
 from kubetune.backends.kubernetes.job_info import job_info_from_trainjob
 from kubetune.controller.reconcile import reconcile

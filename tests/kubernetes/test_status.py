@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from k8s_schemas import make_trainjob
 
-from conftest import make_trainjob
 from kubetune.controller.status import failed_status, mirror_status, parse_progress
 
 NOW = datetime(2026, 1, 1, 0, 10, tzinfo=timezone.utc)
