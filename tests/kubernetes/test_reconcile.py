@@ -158,6 +158,13 @@ def test_coscheduling_pod_group_gangs_the_node_pods(runtime):
     assert node["template"]["spec"]["template"]["metadata"]["labels"]["scheduling.x-k8s.io/pod-group"] == "tune"
 
 
+def test_coscheduled_node_pods_use_the_named_scheduler(runtime):
+    runtime["spec"]["podGroupPolicy"] = {"coscheduling": {"schedulerName": "scheduler-plugins-scheduler"}}
+    jobs = jobs_by_name(reconcile(make_trainjob(), runtime, {}).jobset)
+    assert pod_spec(jobs["node"])["schedulerName"] == "scheduler-plugins-scheduler"
+    assert "schedulerName" not in pod_spec(jobs["model-initializer"])
+
+
 def test_no_pod_group_unless_the_runtime_asks(runtime):
     assert reconcile(make_trainjob(), runtime, {}).pod_group is None
 

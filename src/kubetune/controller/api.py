@@ -116,6 +116,9 @@ class Coscheduling(CamelModel):
     """Gang scheduling with the scheduler-plugins coscheduling PodGroup."""
 
     schedule_timeout_seconds: int = Field(default=60, ge=1)
+    scheduler_name: str | None = Field(
+        default=None, description="Scheduler running the coscheduling plugin (e.g. scheduler-plugins-scheduler)."
+    )
 
 
 class PodGroupPolicy(CamelModel):

@@ -412,11 +412,14 @@ def _finish_job(
     pod_template = job["template"]["spec"]["template"]
     pod_meta = pod_template.setdefault("metadata", {})
     pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
+    pod_spec = pod_template["spec"]
     if pod_group is not None:
         pod_meta["labels"][PODGROUP_LABEL] = pod_group["metadata"]["name"]
+        coscheduling = runtime.pod_group_policy.coscheduling
+        if coscheduling.scheduler_name:
+            pod_spec["schedulerName"] = coscheduling.scheduler_name
     if spec.annotations:
         pod_meta["annotations"] = {**pod_meta.get("annotations", {}), **spec.annotations}
-    pod_spec = pod_template["spec"]
     pod_spec.setdefault("restartPolicy", "Never")
     pod_spec["volumes"] = [
         *pod_spec.get("volumes", []),
