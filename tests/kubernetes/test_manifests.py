@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -121,3 +122,15 @@ def test_the_documented_trainjob_is_valid_and_reconciles(trainjob_validator, job
         {"s3-credentials": ["AWS_ACCESS_KEY_ID"]},
     )
     jobset_validator.validate(desired.jobset)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed")
+def test_kustomize_builds_the_install_bundle():
+    out = subprocess.run(["kubectl", "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True).stdout
+    built = [doc for doc in yaml.safe_load_all(out) if doc]
+    kinds = {doc["kind"] for doc in built}
+    assert {"Namespace", "CustomResourceDefinition", "ClusterRole", "Deployment", "ClusterTrainingRuntime"} <= kinds
+    assert len([doc for doc in built if doc["kind"] == "ClusterTrainingRuntime"]) == len(catalog_manifests())
+    for doc in built:
+        if not doc["apiVersion"].startswith("kubetune.dev/"):
+            validate_k8s(doc)
