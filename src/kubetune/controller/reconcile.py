@@ -1,0 +1,441 @@
+"""The pure reconciler: a TrainJob and its runtime in, the desired Kubernetes objects out.
+
+Nothing here talks to a cluster. :func:`reconcile` is given everything it needs (the TrainJob,
+the runtime object, the keys of the Secrets that exist, the JobSet if one exists) and returns
+the objects to server-side apply, in order: the job's config (ConfigMap), the shared workspace
+(PVC), an optional coscheduling PodGroup, and the JobSet. Every object carries an owner
+reference to the TrainJob, so deleting the TrainJob deletes them.
+
+The JobSet runs ``dataset-initializer`` first, then ``model-initializer`` (after the dataset is
+Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun. JobSet supports one
+``dependsOn`` entry per replicated job, hence the chain. An initializer with no storage URI
+(neither in the TrainJob nor in the runtime) is left out of the chain.
+
+Bad input raises :class:`InvalidTrainJob` with a condition reason; the caller then marks the
+TrainJob Failed and creates nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kubetune.controller.api import (
+    API_VERSION,
+    DATASET_INITIALIZER,
+    MODEL_INITIALIZER,
+    NODE,
+    InitializerSource,
+    RuntimeSpec,
+    TrainJobSpec,
+)
+from kubetune.errors import KubetuneError
+from kubetune.spec.base import format_validation_error
+from kubetune.spec.job import JobSpec
+from kubetune.spec.trainer import LLMConfig
+
+FIELD_MANAGER = "kubetune-controller"
+TRAINJOB_LABEL = "kubetune.dev/trainjob-name"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PASSTHROUGH = (KUEUE_QUEUE_LABEL, "kueue.x-k8s.io/priority-class")
+PODGROUP_LABEL = "scheduling.x-k8s.io/pod-group"
+MASTER_PORT = 29500
+MAX_NAME_LENGTH = 40  # "<name>-model-initializer-0-0" must stay a 63-character DNS label
+CONFIG_DIR = "/etc/kubetune"
+CONFIG_FILE = "config.yaml"
+WORKSPACE_VOLUME = "workspace"
+CONFIG_VOLUME = "kubetune-config"
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+# Set by the controller / torchrun; a user value would silently break the rendezvous.
+RESERVED_ENV = frozenset(
+    {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK"}
+)
+RESERVED_ENV_PREFIX = "PET_"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class InvalidTrainJob(KubetuneError):
+    """The TrainJob cannot be reconciled; ``reason`` is the Failed condition's reason."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the controller should apply for one TrainJob."""
+
+    config_map: dict
+    workspace: dict
+    pod_group: dict | None
+    jobset: dict
+
+    def objects(self) -> list[dict]:
+        """The objects in apply order (dependencies of the JobSet first)."""
+        return [self.config_map, self.workspace, *([self.pod_group] if self.pod_group else []), self.jobset]
+
+
+def parse_trainjob_spec(trainjob: Mapping[str, Any]) -> TrainJobSpec:
+    """Validate ``trainjob['spec']``; raise :class:`InvalidTrainJob` (reason ``InvalidSpec``) on error."""
+    try:
+        return TrainJobSpec.model_validate(trainjob.get("spec") or {})
+    except ValidationError as err:
+        raise InvalidTrainJob("InvalidSpec", f"invalid spec: {format_validation_error(err, 'spec')}") from None
+
+
+def parse_runtime_spec(runtime: Mapping[str, Any]) -> RuntimeSpec:
+    """Validate a runtime object's spec; raise :class:`InvalidTrainJob` (reason ``InvalidRuntime``)."""
+    name = runtime.get("metadata", {}).get("name", "?")
+    try:
+        spec = RuntimeSpec.model_validate(runtime.get("spec") or {})
+    except ValidationError as err:
+        raise InvalidTrainJob("InvalidRuntime", f"runtime {name}: {format_validation_error(err, 'spec')}") from None
+    jobs = [job.get("name") for job in spec.template.spec.get("replicatedJobs", [])]
+    if NODE not in jobs:
+        raise InvalidTrainJob("InvalidRuntime", f"runtime {name}: template.spec.replicatedJobs has no '{NODE}' job")
+    return spec
+
+
+def reconcile(
+    trainjob: Mapping[str, Any],
+    runtime: Mapping[str, Any] | None,
+    secrets: Mapping[str, Collection[str]],
+    existing_jobset: Mapping[str, Any] | None = None,
+) -> Desired:
+    """Compute the objects a TrainJob needs.
+
+    Args:
+        trainjob: the TrainJob object (``metadata`` with name, namespace, uid; ``spec``).
+        runtime: the (Cluster)TrainingRuntime object ``spec.runtimeRef`` names, or None when
+            it does not exist.
+        secrets: the Secrets of the namespace that the job references: name -> key names.
+            Only key names, never values, are needed.
+        existing_jobset: the JobSet if it already exists (decides Kueue's initial suspend).
+
+    Raises:
+        InvalidTrainJob: unknown runtime, invalid spec or LLM config, reserved env var, missing
+            Secret. Nothing should be created then.
+    """
+    spec = parse_trainjob_spec(trainjob)
+    meta = trainjob["metadata"]
+    if len(meta["name"]) > MAX_NAME_LENGTH:
+        raise InvalidTrainJob(
+            "InvalidName", f"metadata.name: at most {MAX_NAME_LENGTH} characters (pod hostnames derive from it)"
+        )
+    if runtime is None:
+        raise InvalidTrainJob(
+            "RuntimeNotFound", f"spec.runtimeRef: {spec.runtime_ref.kind} {spec.runtime_ref.name!r} does not exist"
+        )
+    runtime_spec = parse_runtime_spec(runtime)
+    _check_env(spec.trainer.env, "spec.trainer.env")
+    sources = _initializer_sources(spec, runtime_spec)
+    secret_env = {step: _secret_env(source, secrets, step) for step, source in sources.items()}
+    job_spec = _job_spec(meta["name"], spec, runtime_spec, initialized=set(sources))
+
+    owner = _owner_reference(trainjob)
+    labels = _labels(meta["name"], spec)
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(f"{meta['name']}-config", meta, owner, labels),
+        "data": {CONFIG_FILE: yaml.safe_dump(job_spec.model_dump(mode="json"), sort_keys=False)},
+    }
+    claim = copy.deepcopy(runtime_spec.workspace.volume_claim_template)
+    workspace = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(f"{meta['name']}-workspace", meta, owner, labels),
+        "spec": claim.get("spec", {}),
+    }
+    num_nodes = spec.trainer.num_nodes or runtime_spec.ml_policy.num_nodes
+    pod_group = None
+    if runtime_spec.pod_group_policy and runtime_spec.pod_group_policy.coscheduling:
+        pod_group = {
+            "apiVersion": "scheduling.x-k8s.io/v1alpha1",
+            "kind": "PodGroup",
+            "metadata": _meta(meta["name"], meta, owner, labels),
+            "spec": {
+                "minMember": num_nodes,
+                "scheduleTimeoutSeconds": runtime_spec.pod_group_policy.coscheduling.schedule_timeout_seconds,
+            },
+        }
+    jobset = _jobset(
+        trainjob, spec, runtime_spec, sources, secret_env, num_nodes, owner, labels, pod_group, existing_jobset
+    )
+    return Desired(config_map, workspace, pod_group, jobset)
+
+
+def _check_env(env: list[dict[str, Any]], field: str) -> None:
+    for entry in env:
+        name = entry.get("name", "")
+        if name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX):
+            raise InvalidTrainJob(
+                "ReservedEnvVar", f"{field}: {name} is set by kubetune for torchrun and cannot be overridden"
+            )
+
+
+def _initializer_sources(spec: TrainJobSpec, runtime: RuntimeSpec) -> dict[str, InitializerSource]:
+    """Merge each initializer's TrainJob fields over the runtime's; keep those with a storage URI."""
+    sources = {}
+    for step, job in (("dataset", DATASET_INITIALIZER), ("model", MODEL_INITIALIZER)):
+        user = getattr(spec.initializer, step, None) if spec.initializer else None
+        default = getattr(runtime.initializer, step, None) if runtime.initializer else None
+        merged = InitializerSource()
+        for layer in (default, user):
+            if layer is None:
+                continue
+            merged.storage_uri = layer.storage_uri or merged.storage_uri
+            merged.env = [*merged.env, *layer.env]
+            merged.secret_ref = layer.secret_ref or merged.secret_ref
+        if merged.storage_uri:
+            sources[job] = merged
+    return sources
+
+
+def _secret_env(source: InitializerSource, secrets: Mapping[str, Collection[str]], step: str) -> list[dict]:
+    """One env var per key of the referenced Secret, each a ``secretKeyRef`` (values never copied)."""
+    if source.secret_ref is None:
+        return []
+    name = source.secret_ref.name
+    field = f"spec.initializer.{step.removesuffix('-initializer')}.secretRef"
+    if name not in secrets:
+        raise InvalidTrainJob("SecretNotFound", f"{field}: Secret {name!r} does not exist in this namespace")
+    env = []
+    for key in sorted(secrets[name]):
+        if not _ENV_NAME.match(key):
+            raise InvalidTrainJob(
+                "InvalidSecret", f"{field}: key {key!r} of Secret {name!r} is not a valid environment variable name"
+            )
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}})
+    return env
+
+
+def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _job_spec(name: str, spec: TrainJobSpec, runtime: RuntimeSpec, initialized: set[str]) -> JobSpec:
+    """The trainer's job spec: runtime LLM defaults under the TrainJob's, validated with pydantic.
+
+    Where an initializer fetches the model (dataset), the trainer must read ``<run>/model``
+    (``<run>/dataset``), so a path in the LLM config would contradict it.
+    """
+    raw = _deep_merge(runtime.llm_config or {}, spec.trainer.llm_config or {})
+    try:
+        llm = LLMConfig.model_validate(raw)
+    except ValidationError as err:
+        raise InvalidTrainJob(
+            "InvalidLLMConfig", f"invalid LLM config: {format_validation_error(err, 'spec.trainer.llmConfig')}"
+        ) from None
+    for job, section in ((MODEL_INITIALIZER, llm.model), (DATASET_INITIALIZER, llm.dataset)):
+        step = job.removesuffix("-initializer")
+        if job in initialized and section.path is not None:
+            raise InvalidTrainJob(
+                "InvalidLLMConfig",
+                f"spec.trainer.llmConfig.{step}.path ({section.path}) conflicts with the {step} initializer's "
+                f"storageUri; leave the path empty so the trainer reads <run>/{step}",
+            )
+    return JobSpec(name=name, trainer=llm, output_dir=runtime.workspace.mount_path)
+
+
+def _owner_reference(trainjob: Mapping[str, Any]) -> dict:
+    meta = trainjob["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "TrainJob",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(name: str, spec: TrainJobSpec) -> dict[str, str]:
+    return {**(spec.labels or {}), TRAINJOB_LABEL: name}
+
+
+def _meta(name: str, trainjob_meta: Mapping[str, Any], owner: dict, labels: dict[str, str]) -> dict:
+    return {
+        "name": name,
+        "namespace": trainjob_meta["namespace"],
+        "labels": dict(labels),
+        "ownerReferences": [owner],
+    }
+
+
+def _jobset(
+    trainjob: Mapping[str, Any],
+    spec: TrainJobSpec,
+    runtime: RuntimeSpec,
+    sources: dict[str, InitializerSource],
+    secret_env: dict[str, list[dict]],
+    num_nodes: int,
+    owner: dict,
+    labels: dict[str, str],
+    pod_group: dict | None,
+    existing_jobset: Mapping[str, Any] | None,
+) -> dict:
+    meta = trainjob["metadata"]
+    name = meta["name"]
+    trainjob_labels = meta.get("labels") or {}
+    jobset_labels = {**labels, **{key: trainjob_labels[key] for key in KUEUE_PASSTHROUGH if key in trainjob_labels}}
+    template = copy.deepcopy(runtime.template.spec)
+    jobs = {job["name"]: job for job in template.pop("replicatedJobs")}
+    chain = [job for job in (DATASET_INITIALIZER, MODEL_INITIALIZER) if job in sources]
+    mount = {"name": WORKSPACE_VOLUME, "mountPath": runtime.workspace.mount_path}
+    replicated = []
+    previous = None
+    for job_name in chain:
+        source = sources[job_name]
+        step = job_name.removesuffix("-initializer")
+        if job_name not in jobs:
+            raise InvalidTrainJob(
+                "InvalidRuntime", f"runtime {spec.runtime_ref.name}: the job needs a '{job_name}' replicated job"
+            )
+        job = jobs[job_name]
+        container = _container(job, job_name, spec.runtime_ref.name)
+        container["args"] = ["--uri", source.storage_uri, "--target", f"{runtime.workspace.mount_path}/{step}"]
+        container["env"] = [*container.get("env", []), *source.env, *secret_env[job_name]]
+        container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
+        _finish_job(job, name, spec, runtime, labels, pod_group=None)
+        if previous:
+            job["dependsOn"] = [{"name": previous, "status": "Complete"}]
+        replicated.append(job)
+        previous = job_name
+
+    node = jobs[NODE]
+    container = _container(node, NODE, spec.runtime_ref.name)
+    trainer = spec.trainer
+    num_proc = trainer.num_proc_per_node or runtime.ml_policy.torch.num_proc_per_node
+    if trainer.image:
+        container["image"] = trainer.image
+    if trainer.command is not None:
+        container["command"] = trainer.command
+        container["args"] = trainer.args or []
+    elif trainer.args is not None:
+        container["args"] = trainer.args
+    else:
+        container["command"] = ["torchrun"]
+        container["args"] = [
+            "-m",
+            "kubetune.trainer",
+            "--config",
+            f"{CONFIG_DIR}/{CONFIG_FILE}",
+            "--run-dir",
+            runtime.workspace.mount_path,
+        ]
+    torch_env = [
+        {"name": "PET_NNODES", "value": str(num_nodes)},
+        {"name": "PET_NPROC_PER_NODE", "value": str(num_proc)},
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+        {"name": "PET_MASTER_ADDR", "value": f"{name}-{NODE}-0-0.{name}"},
+        {"name": "PET_MASTER_PORT", "value": str(MASTER_PORT)},
+    ]
+    container["env"] = [*container.get("env", []), *trainer.env, *torch_env]
+    if trainer.resources_per_node:
+        container["resources"] = copy.deepcopy(trainer.resources_per_node)
+    container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT}]
+    container["volumeMounts"] = [
+        *container.get("volumeMounts", []),
+        mount,
+        {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+    ]
+    node["replicas"] = 1
+    job_template = node["template"].setdefault("spec", {})
+    job_template.update(
+        {"parallelism": num_nodes, "completions": num_nodes, "completionMode": "Indexed", "backoffLimit": 0}
+    )
+    if spec.active_deadline_seconds:
+        job_template["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    _finish_job(node, name, spec, runtime, labels, pod_group=pod_group)
+    pod_spec = node["template"]["spec"]["template"]["spec"]
+    pod_spec["volumes"].append({"name": CONFIG_VOLUME, "configMap": {"name": f"{name}-config"}})
+    if previous:
+        node["dependsOn"] = [{"name": previous, "status": "Complete"}]
+    replicated.append(node)
+
+    jobset_spec = {
+        **template,
+        "replicatedJobs": replicated,
+        "network": {"enableDNSHostnames": True, "subdomain": name, "publishNotReadyAddresses": True},
+        "successPolicy": {"operator": "All", "targetReplicatedJobs": [NODE]},
+    }
+    suspend = _jobset_suspend(spec, trainjob_labels, existing_jobset)
+    if suspend is not None:
+        jobset_spec["suspend"] = suspend
+    metadata = _meta(name, meta, owner, jobset_labels)
+    if spec.annotations:
+        metadata["annotations"] = dict(spec.annotations)
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata, "spec": jobset_spec}
+
+
+def _jobset_suspend(
+    spec: TrainJobSpec, trainjob_labels: Mapping[str, str], existing_jobset: Mapping[str, Any] | None
+) -> bool | None:
+    """The JobSet's ``suspend``; None leaves the field to Kueue (it admits by unsuspending)."""
+    if KUEUE_QUEUE_LABEL not in trainjob_labels:
+        return spec.suspend
+    if spec.suspend or existing_jobset is None:
+        return True
+    return None
+
+
+def _container(job: dict, container_name: str, runtime_name: str) -> dict:
+    containers = job["template"]["spec"]["template"]["spec"]["containers"]
+    for container in containers:
+        if container["name"] == container_name:
+            return container
+    raise InvalidTrainJob(
+        "InvalidRuntime", f"runtime {runtime_name}: job '{job['name']}' has no container named '{container_name}'"
+    )
+
+
+def _finish_job(
+    job: dict, name: str, spec: TrainJobSpec, runtime: RuntimeSpec, labels: dict, pod_group: dict | None
+) -> None:
+    """Apply pod overrides, labels, the workspace volume and the gang label to one replicated job."""
+    pod_template = job["template"]["spec"]["template"]
+    pod_meta = pod_template.setdefault("metadata", {})
+    pod_meta["labels"] = {**pod_meta.get("labels", {}), **labels}
+    pod_spec = pod_template["spec"]
+    if pod_group is not None:
+        pod_meta["labels"][PODGROUP_LABEL] = pod_group["metadata"]["name"]
+        coscheduling = runtime.pod_group_policy.coscheduling
+        if coscheduling.scheduler_name:
+            pod_spec["schedulerName"] = coscheduling.scheduler_name
+    if spec.annotations:
+        pod_meta["annotations"] = {**pod_meta.get("annotations", {}), **spec.annotations}
+    pod_spec.setdefault("restartPolicy", "Never")
+    pod_spec["volumes"] = [
+        *pod_spec.get("volumes", []),
+        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": f"{name}-workspace"}},
+    ]
+    overrides = spec.pod_overrides
+    if overrides is None:
+        return
+    if overrides.node_selector:
+        pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **overrides.node_selector}
+    if overrides.tolerations:
+        pod_spec["tolerations"] = [*pod_spec.get("tolerations", []), *overrides.tolerations]
+    if overrides.volumes:
+        pod_spec["volumes"].extend(overrides.volumes)
+    if overrides.volume_mounts:
+        for container in pod_spec["containers"]:
+            container["volumeMounts"] = [*container.get("volumeMounts", []), *overrides.volume_mounts]
+    if overrides.service_account_name:
+        pod_spec["serviceAccountName"] = overrides.service_account_name
