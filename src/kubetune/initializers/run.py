@@ -177,8 +177,6 @@ def _fill(
     """Download what the staging folder lacks, verify, publish; return bytes received."""
     staging = cache.staging_dir(key)
     files_dir, incoming, scratch = staging / "files", staging / "incoming", staging / "scratch"
-    for folder in (files_dir, incoming, scratch):
-        folder.mkdir(parents=True, exist_ok=True)
     digests: dict[str, str] = {}
     pending: list[RemoteFile] = []
     for file in chosen:
@@ -190,6 +188,8 @@ def _fill(
     partial = sum((incoming / f.path).stat().st_size for f in pending if (incoming / f.path).is_file())
     needed = sum(f.size for f in pending) - (partial if provider.supports_resume else 0)
     _check_free_space(cache.root, needed, label)
+    for folder in (files_dir, incoming, scratch):
+        folder.mkdir(parents=True, exist_ok=True)
     if len(pending) < len(chosen):
         log.info("%s: resuming: %d of %d files already downloaded", label, len(chosen) - len(pending), len(chosen))
     progress = TransferProgress(label, needed, len(pending))
