@@ -11,11 +11,12 @@ import uuid
 import pytest
 
 from kubetune.errors import FetchError
-from kubetune.initializers import run_initializer
 from kubetune.initializers import run as run_module
+from kubetune.initializers import run_initializer
 from kubetune.initializers.progress import TransferProgress
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
-from tests.initializers.conftest import S3_REGION
+
+from .servers import S3_REGION
 
 BIG = os.urandom(6 << 20)  # 6 MiB: several 1 MiB chunks
 
@@ -30,9 +31,7 @@ def bucket(s3_client, aws_env):
 
 
 def spec_for(bucket: str, endpoint: str, **extra) -> ModelInitializer:
-    return ModelInitializer(
-        storage_uri=f"s3://{bucket}/m", s3={"endpoint_url": endpoint, "region": S3_REGION}, **extra
-    )
+    return ModelInitializer(storage_uri=f"s3://{bucket}/m", s3={"endpoint_url": endpoint, "region": S3_REGION}, **extra)
 
 
 def test_second_run_is_a_logged_cache_hit(bucket, s3_endpoint, tmp_path, caplog):
@@ -57,7 +56,9 @@ def test_changed_source_object_is_a_new_key(bucket, s3_endpoint, s3_client, tmp_
 
 def test_patterns_are_part_of_the_key(bucket, s3_endpoint, tmp_path):
     full = run_initializer(spec_for(bucket, s3_endpoint), tmp_path / "a", tmp_path / "c")
-    only_config = run_initializer(spec_for(bucket, s3_endpoint, allow_patterns=["*.json"]), tmp_path / "b", tmp_path / "c")
+    only_config = run_initializer(
+        spec_for(bucket, s3_endpoint, allow_patterns=["*.json"]), tmp_path / "b", tmp_path / "c"
+    )
     assert full.key != only_config.key
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["config.json"]
 
@@ -87,7 +88,7 @@ def test_interrupted_download_resumes_from_the_partial_file(bucket, s3_endpoint,
             raise ConnectionError("connection reset by peer")
 
     monkeypatch.setattr(TransferProgress, "advance", drop_connection_after_2mib)
-    with pytest.raises(FetchError, match="connection lost while downloading weights.safetensors"):
+    with pytest.raises(FetchError, match=r"connection lost while downloading weights\.safetensors"):
         run_initializer(spec_for(bucket, s3_endpoint), tmp_path / "a", tmp_path / "c")
     assert not list((tmp_path / "c" / "entries").iterdir())  # no partial entry is published
     assert not (tmp_path / "a").exists()

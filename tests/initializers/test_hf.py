@@ -9,7 +9,8 @@ import pytest
 from kubetune.errors import ConfigError, FetchError
 from kubetune.initializers import run_initializer
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
-from tests.initializers.conftest import HubRepo, run_cli
+
+from .servers import HubRepo, run_cli
 
 WEIGHTS = bytes(range(256)) * 4096  # 1 MiB "safetensors" weights, served as an LFS file
 

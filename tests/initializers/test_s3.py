@@ -11,7 +11,8 @@ import pytest
 from kubetune.errors import FetchError
 from kubetune.initializers import run_initializer
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
-from tests.initializers.conftest import S3_REGION, run_cli, upload_folder
+
+from .servers import S3_REGION, run_cli, upload_folder
 
 ROWS = [{"instruction": f"Repeat the word {w}.", "output": w} for w in ("apple", "river", "stone", "cloud")] * 4
 
@@ -37,7 +38,9 @@ def test_model_and_dataset_from_s3_then_train(s3_client, s3_endpoint, smollm2_di
     )
     run = tmp_path / "run"
     model = run_initializer(
-        ModelInitializer(storage_uri=f"s3://{bucket}/models/smollm2", s3=s3_opts(s3_endpoint)), run / "model", tmp_path / "c"
+        ModelInitializer(storage_uri=f"s3://{bucket}/models/smollm2", s3=s3_opts(s3_endpoint)),
+        run / "model",
+        tmp_path / "c",
     )
     data = run_initializer(
         DatasetInitializer(storage_uri=f"s3://{bucket}/data", s3=s3_opts(s3_endpoint)), run / "dataset", tmp_path / "c"
@@ -48,7 +51,12 @@ def test_model_and_dataset_from_s3_then_train(s3_client, s3_endpoint, smollm2_di
     assert model.files == len(model_files) and data.files == 1
 
     spec = JobSpec.model_validate(
-        {"trainer": {"training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 64}, "output": {"save_merged": False}}}
+        {
+            "trainer": {
+                "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 64},
+                "output": {"save_merged": False},
+            }
+        }
     )
     result = run_training(spec, run)
     assert result.steps == 2 and all(loss == loss for loss in result.losses)
@@ -83,7 +91,9 @@ def test_credentials_from_secret_references_and_nothing_written_contains_them(s3
     env.update({"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"})
     ok = run_cli(["dataset", "--target", str(run / "dataset"), "--cache-dir", str(cache)], env=env)
     assert ok.returncode == 0, ok.stderr
-    bad = run_cli(["dataset", "--target", str(run / "d2"), "--cache-dir", str(cache), "--uri", "s3://no-such-bucket-x/p"], env=env)
+    bad = run_cli(
+        ["dataset", "--target", str(run / "d2"), "--cache-dir", str(cache), "--uri", "s3://no-such-bucket-x/p"], env=env
+    )
     assert bad.returncode == 2 and "no-such-bucket-x" in bad.stderr
     written = [p for root in (run, cache) for p in root.rglob("*") if p.is_file()]
     assert len(written) >= 3  # the dataset copy, the cache entry's file and manifest
@@ -103,7 +113,15 @@ def test_bad_sources_fail_with_one_line_naming_the_uri(s3_client, s3_endpoint, t
     bucket = new_bucket(s3_client)
     s3_client.put_object(Bucket=bucket, Key="other/file.txt", Body=b"x")
     proc = run_cli(
-        ["model", "--uri", uri.format(bucket=bucket), "--target", str(tmp_path / "model"), "--s3-endpoint", s3_endpoint],
+        [
+            "model",
+            "--uri",
+            uri.format(bucket=bucket),
+            "--target",
+            str(tmp_path / "model"),
+            "--s3-endpoint",
+            s3_endpoint,
+        ],
         env={"KUBETUNE_CACHE_DIR": str(tmp_path / "c")},
     )
     assert proc.returncode == 2
