@@ -22,3 +22,7 @@ class DataError(KubetuneError):
 
 class ModelError(KubetuneError):
     """The model cannot be found or loaded."""
+
+
+class FetchError(KubetuneError):
+    """A model or dataset cannot be fetched (unknown scheme, missing bucket or repo, bad credentials...)."""

