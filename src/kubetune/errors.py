@@ -22,3 +22,23 @@ class DataError(KubetuneError):
 
 class ModelError(KubetuneError):
     """The model cannot be found or loaded."""
+
+
+class JobNotFoundError(KubetuneError):
+    """No job of that name exists in the backend."""
+
+
+class JobExistsError(KubetuneError):
+    """A job of that name already exists."""
+
+
+class JobFailedError(KubetuneError):
+    """A job ended Failed or Cancelled while the caller waited for another status."""
+
+    exit_code = 1
+
+
+class JobTimeoutError(KubetuneError):
+    """A job did not reach the awaited status in time."""
+
+    exit_code = 1
