@@ -52,6 +52,32 @@ def step_names(spec: JobSpec) -> list[str]:
     return names + [f"node-{i}" for i in range(spec.num_nodes)]
 
 
+JOB_TAG_ENV = "KUBETUNE_LOCAL_JOB"
+
+
+def job_tag(home: Path, name: str, created_at: datetime) -> str:
+    """The value of ``KUBETUNE_LOCAL_JOB`` in every process of one job (torchrun puts workers in
+    sessions of their own, so the process group alone does not reach them)."""
+    return f"{home}::{name}::{created_at.isoformat()}"
+
+
+def job_processes(tag: str) -> list[psutil.Process]:
+    """Live processes of the job tagged ``tag`` (zombies excluded)."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(JOB_TAG_ENV) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(processes, timeout=5)
+
+
 def _alive(pid: int | None, create_time: float | None) -> bool:
     """True when the process ``pid`` exists, is the one started at ``create_time`` and is not a zombie."""
     if pid is None:
@@ -147,17 +173,18 @@ class LocalBackend(RuntimeBackend):
         )
         self.store.create(job, spec.model_dump_json(), managed_run_dir=spec.output_dir is None)
         try:
-            self._launch(spec.name, run_dir)
+            self._launch(spec.name, run_dir, job_tag(self.home, spec.name, job.created_at))
         except BaseException:
             self.store.delete(spec.name)
             raise
         return spec.name
 
-    def _launch(self, name: str, run_dir: Path) -> None:
+    def _launch(self, name: str, run_dir: Path, tag: str) -> None:
         log_dir = self.home / "logs" / name
         log_dir.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = with_kubetune_importable(dict(os.environ))
+        env[JOB_TAG_ENV] = tag
         with (log_dir / "supervisor.log").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubetune.backends.local.supervisor", "--home", str(self.home), "--job", name],
@@ -190,7 +217,8 @@ class LocalBackend(RuntimeBackend):
                 if pid is not None
                 else "the job was never started (its submitter exited before launching it)"
             )
-            self.store.set_status(job.name, JobStatus.FAILED, "SupervisorLost", message)
+            if self.store.set_status(job.name, JobStatus.FAILED, "SupervisorLost", message):
+                _kill_all(job_processes(job_tag(self.home, job.name, job.created_at)))
             job = self._record(job.name).job
         if job.run_dir is not None and job.trainer_kind == "builtin":
             job.progress = read_progress(job.run_dir / "output")
@@ -256,36 +284,16 @@ class LocalBackend(RuntimeBackend):
     # deletion
     def delete_job(self, name: str) -> None:
         record = self._record(name)
+        tag = job_tag(self.home, name, record.job.created_at)
         pid = record.supervisor_pid
         if pid is not None and _alive(pid, record.supervisor_create_time):
-            self._stop_group(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)  # the supervisor stops its agents, which stop their workers
+        deadline = time.monotonic() + STOP_GRACE_S
+        while (left := job_processes(tag)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill_all(left)
         self.store.delete(name)
         shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
         if record.managed_run_dir and record.job.run_dir is not None:
             shutil.rmtree(record.job.run_dir, ignore_errors=True)
-
-    @staticmethod
-    def _stop_group(pgid: int) -> None:
-        """SIGTERM the job's process group (supervisor, agents, workers), then SIGKILL stragglers."""
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline:
-            if not any(p.info["status"] != psutil.STATUS_ZOMBIE for p in _group_members(pgid)):
-                return
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def _group_members(pgid: int) -> list[psutil.Process]:
-    members = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid:
-                members.append(proc)
-        except (ProcessLookupError, PermissionError):
-            continue
-    return members
