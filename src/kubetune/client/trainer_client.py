@@ -178,8 +178,8 @@ def _generated_name() -> str:
 def _trainer_fields(trainer: BuiltinTrainer | CustomTrainer) -> dict[str, Any]:
     resources = dict(trainer.resources_per_node or {})
     fields: dict[str, Any] = {"num_nodes": trainer.num_nodes, "resources": resources, "env": dict(trainer.env)}
-    procs = trainer.procs_per_node or resources.get("gpu") or 1
-    fields["procs_per_node"] = procs
+    procs = trainer.procs_per_node
+    fields["procs_per_node"] = procs if procs is not None else (resources.get("gpu") or 1)
     if isinstance(trainer, BuiltinTrainer):
         config = trainer.config
         try:
