@@ -72,5 +72,5 @@ def test_existing_job_name_is_refused_and_the_first_job_is_untouched(client: Tra
 
 def test_unknown_log_step_is_a_clear_error(client: TrainerClient, tmp_path: Path):
     client.train(trainer=CustomTrainer(func=double, func_args={"x": 1}), options=[Name("steps")])
-    with pytest.raises(ConfigError, match="no step 'node-3'.*node-0"):
+    with pytest.raises(ConfigError, match=r"no step 'node-3'.*node-0"):
         list(client.get_job_logs("steps", step="node-3"))

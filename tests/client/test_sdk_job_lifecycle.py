@@ -11,8 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_for_files
 
+from conftest import wait_for_files
 from kubetune.backends.local import LocalBackend
 from kubetune.client import CustomTrainer, JobStatus, Name, TrainerClient
 from kubetune.errors import JobNotFoundError
@@ -102,7 +102,7 @@ def test_a_job_whose_supervisor_died_is_failed_on_next_read_and_its_workers_stop
     assert job.status == JobStatus.FAILED
     assert job.reason == "SupervisorLost"
     assert str(supervisor) in job.message
-    gone, alive = psutil.wait_procs([psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)], timeout=10)
+    _, alive = psutil.wait_procs([psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)], timeout=10)
     assert not alive
 
 
