@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from kubetune.backends.local.tensorboard_export import tensorboard_available
 from kubetune.client import BuiltinTrainer, Initializer, JobStatus, LLMConfig, Name, StepStatus, TrainerClient
 
 
@@ -55,5 +56,7 @@ def test_lora_job_with_initializers_reports_progress_and_outputs(
     assert (job.run_dir / "dataset" / "train.jsonl").is_file()
     assert (job.output_dir / "adapter" / "adapter_config.json").is_file()
     assert (job.output_dir / "config.yaml").is_file()
+    if tensorboard_available():
+        assert list((job.output_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert any("model:" in line for line in client.get_job_logs(name, step="model-initializer"))
     assert any(line.startswith("step 4/4") for line in client.get_job_logs(name, step="node-0"))
