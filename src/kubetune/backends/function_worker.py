@@ -19,8 +19,10 @@ import base64
 import os
 import pickle
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import cloudpickle
@@ -39,7 +41,7 @@ def pack_function(func: Callable[..., Any], kwargs: dict[str, Any]) -> FunctionS
     if not callable(func):
         raise TypeError(f"func must be callable, got {type(func).__name__}")
     module = sys.modules.get(getattr(func, "__module__", "") or "")
-    by_value = module is not None and module.__name__ != "__main__" and not module.__name__.startswith("kubetune")
+    by_value = module is not None and _is_user_module(module)
     if by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
@@ -49,6 +51,17 @@ def pack_function(func: Callable[..., Any], kwargs: dict[str, Any]) -> FunctionS
             cloudpickle.unregister_pickle_by_value(module)
     name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
     return FunctionSpec(name=name, payload=base64.b64encode(payload).decode("ascii"))
+
+
+def _is_user_module(module: ModuleType) -> bool:
+    """True for the caller's own code (scripts, notebooks' helpers, test files), which workers may not
+    be able to import; False for ``__main__`` (always pickled by value), installed packages and the stdlib."""
+    file = getattr(module, "__file__", None)
+    if module.__name__ == "__main__" or module.__name__.partition(".")[0] == "kubetune" or file is None:
+        return False
+    installed = {sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    root = str(Path(file).resolve())
+    return not any(root.startswith(str(Path(prefix).resolve())) for prefix in installed)
 
 
 def return_values(run_dir: Path) -> dict[int, Any]:
