@@ -70,10 +70,11 @@ def test_job_submitted_by_a_killed_process_completes_and_is_seen_by_a_new_client
 
     later = TrainerClient(LocalBackend(home))
     try:
-        job = later.wait_for_job_status("detached", timeout=120, polling_interval=0.5)
+        followed = list(later.get_job_logs("detached", follow=True))  # returns once the job has ended
+        assert any("answer returned 42" in line for line in followed)
+        job = later.get_job("detached")
         assert job.status == JobStatus.COMPLETE
         assert later.get_job_return_values("detached") == {0: 42}
-        assert any("answer returned 42" in line for line in later.get_job_logs("detached"))
     finally:
         later.delete_job("detached")
 

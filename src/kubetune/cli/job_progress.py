@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -32,9 +33,19 @@ def follow_job(
 ) -> Job:
     """Show a live progress bar until the job ends; returns the finished job.
 
+    Ctrl-C stops watching (exit code 130), never the job, which runs detached.
+
     Raises:
         JobTimeoutError: ``deadline_s`` seconds passed first.
     """
+    try:
+        return _follow(client, name, console, deadline_s, poll_s)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; {name} keeps running (`kubetune wait {name}`, `kubetune delete {name}`)")
+        raise typer.Exit(130) from None
+
+
+def _follow(client: TrainerClient, name: str, console: Console, deadline_s: float | None, poll_s: float) -> Job:
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
     with Progress(
         TextColumn("[bold]{task.fields[job]}[/] {task.fields[status]}"),
