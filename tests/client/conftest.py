@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,3 @@ def tiny_alpaca(tmp_path: Path) -> Path:
             handle.write(json.dumps({"instruction": f"Add {i} and {i + 1}.", "output": f"The sum is {2 * i + 1}."}))
             handle.write("\n")
     return folder
-
-
-def wait_for_files(paths: list[Path], timeout: float = 120.0) -> None:
-    """Block until every path exists (workers signal readiness by writing files)."""
-    deadline = time.monotonic() + timeout
-    while not all(path.exists() for path in paths):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not written in {timeout}s: {[str(p) for p in paths if not p.exists()]}")
-        time.sleep(0.2)

@@ -7,15 +7,24 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import wait_for_files
 from kubetune.backends.local import LocalBackend
 from kubetune.client import CustomTrainer, JobStatus, Name, TrainerClient
 from kubetune.errors import JobNotFoundError
+
+
+def wait_for_files(paths: list[Path], timeout: float = 120.0) -> None:
+    """Block until every path exists (workers signal readiness by writing files)."""
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in paths):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not written in {timeout}s: {[str(p) for p in paths if not p.exists()]}")
+        time.sleep(0.2)
 
 
 def sleep_after_marking(marker_dir: str, seconds: float) -> int:
