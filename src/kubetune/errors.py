@@ -26,3 +26,23 @@ class ModelError(KubetuneError):
 
 class FetchError(KubetuneError):
     """A model or dataset cannot be fetched (unknown scheme, missing bucket or repo, bad credentials...)."""
+
+
+class JobNotFoundError(KubetuneError):
+    """No job of that name exists in the backend."""
+
+
+class JobExistsError(KubetuneError):
+    """A job of that name already exists."""
+
+
+class JobFailedError(KubetuneError):
+    """A job ended Failed or Cancelled while the caller waited for another status."""
+
+    exit_code = 1
+
+
+class JobTimeoutError(KubetuneError):
+    """A job did not reach the awaited status in time."""
+
+    exit_code = 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from kubetune.cli import jobs as job_commands
 from kubetune.errors import KubetuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune LLMs, locally or on Kubernetes.")
@@ -24,6 +27,19 @@ def fail(err: KubetuneError) -> typer.Exit:
     return typer.Exit(err.exit_code)
 
 
+def user_errors(command: Callable) -> Callable:
+    """Turn a command's :class:`KubetuneError` into one printed line and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KubetuneError as err:
+            raise fail(err) from None
+
+    return wrapper
+
+
 @app.command()
 def validate(file: JobFile) -> None:
     """Check a job file without running anything."""
@@ -37,22 +53,40 @@ def validate(file: JobFile) -> None:
 
 
 @app.command()
+@user_errors
 def train(
     file: JobFile,
     output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Submit and return at once.")] = False,
+    home: job_commands.Home = None,
 ) -> None:
-    """Fine-tune as the job file says, in this process, and print where the outputs are."""
-    from kubetune.local_run import fine_tune
+    """Submit the job file to the local backend and follow it with a progress bar until it ends.
 
-    try:
-        result = fine_tune(file, output_dir=output_dir)
-    except KubetuneError as err:
-        raise fail(err) from None
-    console.print(f"[bold green]done[/] in {result.steps} steps; outputs in {result.output_dir}")
-    if result.adapter_dir:
-        console.print(f"  adapter: {result.adapter_dir}")
-    if result.merged_dir:
-        console.print(f"  merged:  {result.merged_dir}")
+    The job runs detached either way: Ctrl-C stops watching, not training (`kubetune wait NAME`).
+    """
+    from kubetune.cli.job_progress import follow_job
+    from kubetune.spec.job import load_job_file
+
+    spec = load_job_file(file)
+    if output_dir is not None:
+        spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
+    client = job_commands.local_client(home)
+    name = client.train_from_spec(spec)
+    if detach:
+        console.print(f"submitted [bold]{name}[/]; follow it with `kubetune wait {name}` or `kubetune logs {name} -f`")
+        return
+    job = follow_job(client, name, console)
+    raise typer.Exit(job_commands.report_end(job))
+
+
+for _command in (
+    job_commands.jobs,
+    job_commands.logs,
+    job_commands.wait,
+    job_commands.delete,
+    job_commands.runtimes,
+):
+    app.command()(user_errors(_command))
 
 
 def main() -> None:

@@ -1,6 +1,13 @@
 """The typed job specification shared by every layer (no heavy imports here)."""
 
-from kubetune.spec.job import JobSpec, load_job_file
+from kubetune.spec.job import (
+    FunctionSpec,
+    InitializerSpec,
+    JobSpec,
+    ResourcesSpec,
+    StorageSource,
+    load_job_file,
+)
 from kubetune.spec.trainer import (
     DatasetConfig,
     LLMConfig,
@@ -12,11 +19,15 @@ from kubetune.spec.trainer import (
 
 __all__ = [
     "DatasetConfig",
+    "FunctionSpec",
+    "InitializerSpec",
     "JobSpec",
     "LLMConfig",
     "LoraConfig",
     "ModelConfig",
     "OutputConfig",
+    "ResourcesSpec",
+    "StorageSource",
     "TrainingConfig",
     "load_job_file",
 ]

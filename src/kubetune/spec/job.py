@@ -1,26 +1,79 @@
 """The job specification: one typed, validated description of a fine-tuning job.
 
-A job file (``kubetune train -f job.yaml``) is this model written as YAML.
+A job file (``kubetune train -f job.yaml``) is this model written as YAML. The SDK's
+``TrainerClient.train(...)`` builds the same model, so validation happens once, at the edge,
+whatever the backend.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from kubetune.spec.base import StrictModel, read_yaml, validate_config
 from kubetune.spec.trainer import LLMConfig
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+TrainerKind = Literal["builtin", "custom"]
+
+
+class StorageSource(StrictModel):
+    """Where an initializer fetches from: a local path, ``file://`` or ``pkg://`` URI (more schemes later)."""
+
+    storage_uri: str = Field(min_length=1, description="Source URI or local path.")
+
+
+class InitializerSpec(StrictModel):
+    """What to fetch into the run directory before training (``<run>/model``, ``<run>/dataset``)."""
+
+    model: StorageSource | None = None
+    dataset: StorageSource | None = None
+
+
+class FunctionSpec(StrictModel):
+    """A user's function shipped by value, run on every worker of a custom-trainer job.
+
+    ``payload`` is base64 of ``cloudpickle.dumps((func, kwargs))``; it only loads in the same
+    Python minor version, which ``python_version`` records so a mismatch fails clearly.
+    """
+
+    name: str = Field(description="The function's qualified name (for display).")
+    payload: str = Field(min_length=1, description="base64 cloudpickle of (function, keyword arguments).")
+    python_version: str = Field(default=f"{sys.version_info.major}.{sys.version_info.minor}", pattern=r"^\d+\.\d+$")
+
+
+class ResourcesSpec(StrictModel):
+    """What each node asks for. Locally, ``gpu`` is checked against this machine and ``cpu``
+    sets each worker's thread count; on Kubernetes these become container requests."""
+
+    cpu: float | None = Field(default=None, gt=0, description="CPU cores per node.")
+    memory: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?([KMGT]i?)?$", description="e.g. 16Gi.")
+    gpu: int = Field(default=0, ge=0, description="GPUs per node.")
 
 
 class JobSpec(StrictModel):
-    """A fine-tuning job: a name, the trainer's config and where results go."""
+    """A fine-tuning job: its name, runtime, initializers, trainer, shape and where results go."""
 
     name: str | None = Field(default=None, description="Job name (lowercase DNS label).")
+    runtime: str | None = Field(default=None, description="Name of a runtime from the catalog.")
+    initializer: InitializerSpec | None = None
+    trainer_kind: TrainerKind = Field(
+        default="builtin", description="'builtin': the LLM Trainer (trainer); 'custom': a function."
+    )
     trainer: LLMConfig = Field(default_factory=LLMConfig)
+    function: FunctionSpec | None = Field(default=None, description="The function of a custom trainer.")
+    num_nodes: int = Field(default=1, ge=1, description="Nodes (torchrun agents).")
+    procs_per_node: int = Field(default=1, ge=1, description="Worker processes per node.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-node resources.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for workers (not for secrets)."
+    )
     output_dir: str | None = Field(
         default=None, description="Run directory; relative paths are relative to the job file."
     )
@@ -32,12 +85,29 @@ class JobSpec(StrictModel):
             raise ValueError("must be a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _function_matches_kind(self) -> JobSpec:
+        if self.trainer_kind == "custom" and self.function is None:
+            raise ValueError("trainer_kind 'custom' needs a function")
+        if self.trainer_kind == "builtin" and self.function is not None:
+            raise ValueError("a function is only used with trainer_kind 'custom'")
+        return self
+
 
 def load_job_file(path: str | Path) -> JobSpec:
     """Read and validate a job YAML file.
 
-    Relative ``output_dir``, ``trainer.model.path`` and ``trainer.dataset.path`` values are
-    resolved against the file's folder, so a job file works from any working directory.
+    Relative ``output_dir``, ``trainer.model.path``, ``trainer.dataset.path`` and initializer
+    ``storage_uri`` paths are resolved against the file's folder, so a job file works from any
+    working directory.
 
     Raises:
         ConfigError: the file is missing, not YAML, or a field is unknown or invalid.
@@ -50,6 +120,10 @@ def load_job_file(path: str | Path) -> JobSpec:
     for section in (spec.trainer.model, spec.trainer.dataset):
         if section.path is not None and "://" not in section.path:
             section.path = str(_anchor(section.path, base))
+    if spec.initializer is not None:
+        for source in (spec.initializer.model, spec.initializer.dataset):
+            if source is not None and "://" not in source.storage_uri:
+                source.storage_uri = str(_anchor(source.storage_uri, base))
     return spec
 
 

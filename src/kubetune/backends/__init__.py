@@ -1,0 +1,1 @@
+"""Backends run job specs: ``local`` (processes on this machine) and ``kubernetes`` (TrainJob objects)."""

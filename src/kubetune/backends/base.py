@@ -1,0 +1,90 @@
+"""The contract every backend fulfils; ``TrainerClient`` delegates each method here.
+
+A backend receives one validated :class:`~kubetune.spec.job.JobSpec` and runs it: initializer
+steps (``model-initializer``, ``dataset-initializer``), then ``num_nodes`` x ``procs_per_node``
+workers under torchrun (steps ``node-0``, ``node-1``...), all sharing one run directory.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kubetune.client.types import Event, Job, JobStatus, Runtime
+from kubetune.errors import JobFailedError, JobTimeoutError
+from kubetune.spec.job import JobSpec
+
+
+class RuntimeBackend(abc.ABC):
+    """Abstract backend. Methods raise :class:`~kubetune.errors.KubetuneError` subclasses for user errors."""
+
+    @abc.abstractmethod
+    def list_runtimes(self) -> list[Runtime]:
+        """Runtimes this backend offers (empty when no catalog is installed)."""
+
+    @abc.abstractmethod
+    def get_runtime(self, name: str) -> Runtime:
+        """One runtime by name. Raises ConfigError naming the known runtimes if it does not exist."""
+
+    @abc.abstractmethod
+    def submit(self, spec: JobSpec) -> str:
+        """Check ``spec`` against this backend, record it and start it; return the job name.
+
+        Every check (unknown runtime, resources this backend cannot give, a name in use...)
+        happens before anything is launched or stored: on error nothing is left behind.
+
+        Raises:
+            ConfigError: the spec cannot run here. JobExistsError: the name is taken.
+        """
+
+    @abc.abstractmethod
+    def list_jobs(self) -> list[Job]:
+        """Every job, oldest first."""
+
+    @abc.abstractmethod
+    def get_job(self, name: str) -> Job:
+        """A job's status, steps and progress. Raises JobNotFoundError."""
+
+    @abc.abstractmethod
+    def get_job_logs(self, name: str, step: str = "node-0", follow: bool = False) -> Iterator[str]:
+        """Lines a step wrote. With ``follow``, keep yielding until the step's job has finished.
+
+        Raises:
+            JobNotFoundError, ConfigError (unknown step name).
+        """
+
+    @abc.abstractmethod
+    def get_job_events(self, name: str) -> list[Event]:
+        """The job's events in order. Raises JobNotFoundError."""
+
+    @abc.abstractmethod
+    def get_job_return_values(self, name: str) -> dict[int, Any]:
+        """A finished custom-trainer job's return value per global rank. Raises JobNotFoundError."""
+
+    def wait_for_job_status(
+        self, name: str, status: set[JobStatus], timeout: float = 600.0, polling_interval: float = 1.0
+    ) -> Job:
+        """Poll :meth:`get_job` until the job's status is in ``status`` (the same for every backend).
+
+        Raises:
+            JobFailedError: the job ended in a terminal status not in ``status``.
+            JobTimeoutError: ``timeout`` seconds passed.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get_job(name)
+            if job.status in status:
+                return job
+            if job.status.is_terminal:
+                detail = f" ({job.reason}: {job.message})" if job.reason else ""
+                raise JobFailedError(f"job {name!r} ended {job.status.value}{detail}")
+            if time.monotonic() >= deadline:
+                wanted = ", ".join(sorted(s.value for s in status))
+                raise JobTimeoutError(f"job {name!r} is {job.status.value}, not {wanted}, after {timeout:g}s")
+            time.sleep(polling_interval)
+
+    @abc.abstractmethod
+    def delete_job(self, name: str) -> None:
+        """Stop the job's processes (or cluster objects) and remove its state. Raises JobNotFoundError."""

@@ -1,0 +1,299 @@
+"""The local backend: each job is a detached supervisor process tree on this machine.
+
+Layout under the data directory (``$KUBETUNE_HOME``, default ``~/.kubetune``)::
+
+    jobs.db                   job store (SQLite, WAL)
+    runs/<job>/               run directory (model/, dataset/, output/) unless the spec names one
+    logs/<job>/<step>.log     model-initializer, dataset-initializer, node-0..., supervisor
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from kubetune.backends.base import RuntimeBackend
+from kubetune.backends.function_worker import return_values
+from kubetune.backends.local.child_env import with_kubetune_importable
+from kubetune.backends.local.file_initializer import local_source_path
+from kubetune.backends.local.job_store import JobRecord, JobStore
+from kubetune.backends.local.metrics_file import read_progress
+from kubetune.backends.local.runtime_catalog import packaged_runtimes
+from kubetune.client.types import Event, Job, JobStatus, Runtime, Step, StepStatus
+from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
+from kubetune.spec.job import JobSpec
+
+HOME_ENV = "KUBETUNE_HOME"
+START_GRACE_S = 60.0
+STOP_GRACE_S = 15.0
+
+
+def default_home() -> Path:
+    """``$KUBETUNE_HOME``, else ``~/.kubetune``."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".kubetune").expanduser()
+
+
+def step_names(spec: JobSpec) -> list[str]:
+    """The steps a job runs, in order."""
+    names = []
+    if spec.initializer is not None:
+        names += [f"{kind}-initializer" for kind in ("model", "dataset") if getattr(spec.initializer, kind)]
+    return names + [f"node-{i}" for i in range(spec.num_nodes)]
+
+
+JOB_TAG_ENV = "KUBETUNE_LOCAL_JOB"
+
+
+def job_tag(home: Path, name: str, created_at: datetime) -> str:
+    """The value of ``KUBETUNE_LOCAL_JOB`` in every process of one job (torchrun puts workers in
+    sessions of their own, so the process group alone does not reach them)."""
+    return f"{home}::{name}::{created_at.isoformat()}"
+
+
+def job_processes(tag: str) -> list[psutil.Process]:
+    """Live processes of the job tagged ``tag`` (zombies excluded)."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(JOB_TAG_ENV) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def _kill_all(processes: list[psutil.Process]) -> None:
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(processes, timeout=5)
+
+
+def _alive(pid: int | None, create_time: float | None) -> bool:
+    """True when the process ``pid`` exists, is the one started at ``create_time`` and is not a zombie."""
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 1.0:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class LocalBackend(RuntimeBackend):
+    """Runs jobs as local process trees: initializers, then ``torchrun`` agents on loopback.
+
+    Args:
+        home: data directory; default ``$KUBETUNE_HOME`` or ``~/.kubetune``.
+    """
+
+    def __init__(self, home: str | Path | None = None):
+        self.home = Path(home).expanduser().resolve() if home is not None else default_home().resolve()
+        self.store = JobStore(self.home / "jobs.db")
+
+    # runtimes
+    def list_runtimes(self) -> list[Runtime]:
+        return packaged_runtimes()
+
+    def get_runtime(self, name: str) -> Runtime:
+        runtimes = {runtime.name: runtime for runtime in self.list_runtimes()}
+        if name not in runtimes:
+            known = ", ".join(sorted(runtimes)) or "none installed"
+            raise ConfigError(f"runtime: unknown runtime {name!r} (available: {known})")
+        return runtimes[name]
+
+    # submission
+    def check(self, spec: JobSpec) -> None:
+        """Everything that can be checked before launching: raises ConfigError naming the field."""
+        if spec.runtime is not None:
+            self.get_runtime(spec.runtime)
+        if spec.resources.gpu:
+            import torch
+
+            have = torch.cuda.device_count()
+            if have < spec.resources.gpu:
+                raise ConfigError(
+                    f"resources.gpu: {spec.resources.gpu} GPUs per node requested, this machine has {have}"
+                )
+        if spec.initializer is not None:
+            for kind in ("model", "dataset"):
+                source = getattr(spec.initializer, kind)
+                if source is not None:
+                    try:
+                        local_source_path(source.storage_uri)
+                    except ConfigError as err:
+                        raise ConfigError(f"initializer.{kind}.storage_uri: {err}") from None
+        if spec.trainer_kind == "builtin":
+            sources = spec.initializer
+            if spec.trainer.model.path is None and (sources is None or sources.model is None):
+                raise ConfigError("trainer.model.path: no model given and no model initializer")
+            if spec.trainer.dataset.path is None and (sources is None or sources.dataset is None):
+                raise ConfigError("trainer.dataset.path: no dataset given and no dataset initializer")
+        run_dir = self.run_dir_of(spec)
+        for other, other_dir in self.store.active_run_dirs().items():
+            if Path(other_dir) == run_dir:
+                raise ConfigError(f"output_dir: {run_dir} is in use by running job {other!r}")
+
+    def run_dir_of(self, spec: JobSpec) -> Path:
+        """The job's run directory: the spec's ``output_dir`` or ``<home>/runs/<name>``."""
+        if spec.output_dir is not None:
+            return Path(spec.output_dir).expanduser().resolve()
+        return self.home / "runs" / str(spec.name)
+
+    def submit(self, spec: JobSpec) -> str:
+        if spec.name is None:
+            raise ConfigError("name: the local backend needs a job name")
+        if self.store.get(spec.name) is not None:
+            raise JobExistsError(
+                f"job {spec.name!r} already exists (see `kubetune jobs`; remove it with `kubetune delete {spec.name}`)"
+            )
+        self.check(spec)
+        run_dir = self.run_dir_of(spec)
+        job = Job(
+            name=spec.name,
+            status=JobStatus.CREATED,
+            runtime=spec.runtime,
+            trainer_kind=spec.trainer_kind,
+            num_nodes=spec.num_nodes,
+            procs_per_node=spec.procs_per_node,
+            created_at=datetime.now(timezone.utc),
+            run_dir=run_dir,
+            steps=[Step(name, StepStatus.PENDING) for name in step_names(spec)],
+        )
+        self.store.create(job, spec.model_dump_json(), managed_run_dir=spec.output_dir is None)
+        try:
+            self._launch(spec.name, run_dir, job_tag(self.home, spec.name, job.created_at))
+        except BaseException:
+            self.store.delete(spec.name)
+            raise
+        return spec.name
+
+    def _launch(self, name: str, run_dir: Path, tag: str) -> None:
+        log_dir = self.home / "logs" / name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = with_kubetune_importable(dict(os.environ))
+        env[JOB_TAG_ENV] = tag
+        with (log_dir / "supervisor.log").open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "kubetune.backends.local.supervisor", "--home", str(self.home), "--job", name],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = None
+        self.store.set_supervisor(name, proc.pid, create_time)
+
+    # reading
+    def _record(self, name: str) -> JobRecord:
+        record = self.store.get(name)
+        if record is None:
+            raise JobNotFoundError(f"no job named {name!r} in {self.home} (see `kubetune jobs`)")
+        return record
+
+    def _view(self, record: JobRecord) -> Job:
+        """The public job with stale supervisors detected and progress attached."""
+        job = record.job
+        if not job.status.is_terminal and self._supervisor_lost(record):
+            pid = record.supervisor_pid
+            message = (
+                f"the supervisor process (pid {pid}) exited without finishing the job"
+                if pid is not None
+                else "the job was never started (its submitter exited before launching it)"
+            )
+            if self.store.set_status(job.name, JobStatus.FAILED, "SupervisorLost", message):
+                _kill_all(job_processes(job_tag(self.home, job.name, job.created_at)))
+            job = self._record(job.name).job
+        if job.run_dir is not None and job.trainer_kind == "builtin":
+            job.progress = read_progress(job.run_dir / "output")
+        return job
+
+    @staticmethod
+    def _supervisor_lost(record: JobRecord) -> bool:
+        if record.supervisor_pid is None:
+            age = (datetime.now(timezone.utc) - record.job.created_at).total_seconds()
+            return age > START_GRACE_S
+        return not _alive(record.supervisor_pid, record.supervisor_create_time)
+
+    def list_jobs(self) -> list[Job]:
+        return [self._view(record) for record in self.store.list()]
+
+    def get_job(self, name: str) -> Job:
+        return self._view(self._record(name))
+
+    def get_job_events(self, name: str) -> list[Event]:
+        self._record(name)
+        return self.store.events(name)
+
+    def get_job_return_values(self, name: str) -> dict[int, Any]:
+        job = self.get_job(name)
+        return return_values(job.run_dir) if job.run_dir is not None else {}
+
+    def log_path(self, name: str, step: str) -> Path:
+        """The log file of one step (it may not exist yet)."""
+        job = self.get_job(name)
+        steps = [s.name for s in job.steps]
+        if step not in steps and step != "supervisor":
+            raise ConfigError(f"step: job {name!r} has no step {step!r} (steps: {', '.join(steps)})")
+        return self.home / "logs" / name / f"{step}.log"
+
+    def get_job_logs(self, name: str, step: str = "node-0", follow: bool = False) -> Iterator[str]:
+        path = self.log_path(name, step)
+        if not follow:
+            if path.exists():
+                yield from path.read_text(errors="replace").splitlines()
+            return
+        yield from self._follow(name, path)
+
+    def _follow(self, name: str, path: Path, poll_s: float = 0.3) -> Iterator[str]:
+        offset = 0
+        pending = b""
+        while True:
+            finished = self.get_job(name).status.is_terminal
+            if path.exists():
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    chunk = handle.read()
+                offset += len(chunk)
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if finished:
+                if pending:
+                    yield pending.decode(errors="replace")
+                return
+            time.sleep(poll_s)
+
+    # deletion
+    def delete_job(self, name: str) -> None:
+        record = self._record(name)
+        tag = job_tag(self.home, name, record.job.created_at)
+        pid = record.supervisor_pid
+        if pid is not None and _alive(pid, record.supervisor_create_time):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)  # the supervisor stops its agents, which stop their workers
+        deadline = time.monotonic() + STOP_GRACE_S
+        while (left := job_processes(tag)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill_all(left)
+        self.store.delete(name)
+        shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
+        if record.managed_run_dir and record.job.run_dir is not None:
+            shutil.rmtree(record.job.run_dir, ignore_errors=True)

@@ -1,0 +1,226 @@
+"""One job's supervisor: ``python -m kubetune.backends.local.supervisor --home HOME --job NAME``.
+
+Started detached (its own session and process group) by :class:`~kubetune.backends.local.LocalBackend`,
+it outlives the caller. It runs the initializer steps one after the other, then one torchrun
+agent per node with a c10d rendezvous on loopback, records every transition in the job store
+and each step's output in ``<home>/logs/<job>/<step>.log``. When one node fails it stops the
+others, so no worker waits forever in a collective. On SIGTERM it stops its children and
+marks the job Cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+from kubetune.backends.local import tensorboard_export
+from kubetune.backends.local.child_env import worker_env
+from kubetune.backends.local.job_store import JobStore
+from kubetune.client.types import JobStatus, StepStatus
+from kubetune.spec.job import JobSpec
+
+POLL_S = 0.5
+STOP_GRACE_S = 10.0
+
+
+class Terminated(Exception):
+    """The supervisor was asked to stop (SIGTERM or SIGINT)."""
+
+
+def _on_signal(signum: int, _frame) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def initializer_command(kind: str, uri: str, target: Path) -> list[str]:
+    """``python -m kubetune.initializers`` when installed, else the local-file fallback."""
+    module = (
+        "kubetune.initializers"
+        if importlib.util.find_spec("kubetune.initializers.__main__") is not None
+        else "kubetune.backends.local.file_initializer"
+    )
+    return [sys.executable, "-m", module, kind, "--uri", uri, "--target", str(target)]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the rendezvous store)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def node_command(spec: JobSpec, job: str, node: int, port: int, config: Path, run_dir: Path) -> list[str]:
+    """The torchrun agent of one node; all agents meet at a c10d rendezvous hosted by node 0."""
+    module = "kubetune.trainer" if spec.trainer_kind == "builtin" else "kubetune.backends.function_worker"
+    return [
+        sys.executable, "-m", "torch.distributed.run",
+        "--nnodes", str(spec.num_nodes),
+        "--nproc-per-node", str(spec.procs_per_node),
+        "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", f"127.0.0.1:{port}",
+        "--rdzv-id", job,
+        "--rdzv-conf", f"is_host={1 if node == 0 else 0}",
+        "--local-addr", "127.0.0.1",
+        "--max-restarts", "0",
+        "-m", module, "--config", str(config), "--run-dir", str(run_dir),
+    ]  # fmt: skip
+
+
+def failure_summary(log: Path) -> str:
+    """The most telling line at the end of a failed step's log (an ``error:`` line, else the last error)."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()[-200:] if line.strip()]
+    except OSError:
+        return "no log"
+    for predicate in (
+        lambda line: line.startswith("error:"),
+        lambda line: "Signal" in line and "received" in line,
+        lambda line: "Error" in line or "error" in line,
+    ):
+        matches = [line for line in lines if predicate(line)]
+        if matches:
+            return matches[-1][:500]
+    return lines[-1][:500] if lines else "no output"
+
+
+def write_config(spec: JobSpec, output_dir: Path) -> Path:
+    """Write the resolved job spec to ``output/config.yaml``, where every worker reads it."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "config.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+class Supervisor:
+    """Runs one job's steps and records what happens."""
+
+    def __init__(self, home: Path, name: str):
+        self.store = JobStore(home / "jobs.db")
+        self.name = name
+        self.log_dir = home / "logs" / name
+        record = self.store.get(name)
+        if record is None:
+            raise SystemExit(f"no job {name!r} in {home}")
+        self.spec = JobSpec.model_validate_json(record.spec_json)
+        self.run_dir = record.job.run_dir
+        self.children: list[subprocess.Popen] = []
+
+    def _start(self, step: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = (self.log_dir / f"{step}.log").open("ab")
+        try:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        finally:
+            log.close()
+        self.children.append(proc)
+        self.store.set_step(self.name, step, StepStatus.RUNNING)
+        return proc
+
+    def run(self) -> None:
+        """Initializers, then the nodes; ends with the job Complete or Failed."""
+        env = worker_env(self.spec)
+        config = write_config(self.spec, self.run_dir / "output")
+        sources = self.spec.initializer
+        initializers = (
+            []
+            if sources is None
+            else [(kind, source) for kind, source in (("model", sources.model), ("dataset", sources.dataset)) if source]
+        )
+        if initializers:
+            self.store.set_status(self.name, JobStatus.INITIALIZING)
+        for kind, source in initializers:
+            step = f"{kind}-initializer"
+            proc = self._start(step, initializer_command(kind, source.storage_uri, self.run_dir / kind), env)
+            code = proc.wait()
+            self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
+            if code != 0:
+                summary = failure_summary(self.log_dir / f"{step}.log")
+                self.store.set_status(
+                    self.name, JobStatus.FAILED, "InitializerFailed", f"{step} exited with code {code}: {summary}"
+                )
+                return
+        self.store.set_status(self.name, JobStatus.RUNNING)
+        port = free_port()
+        nodes = {
+            f"node-{i}": self._start(
+                f"node-{i}", node_command(self.spec, self.name, i, port, config, self.run_dir), env
+            )
+            for i in range(self.spec.num_nodes)
+        }
+        metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
+        running = dict(nodes)
+        while running:
+            time.sleep(POLL_S)
+            metrics.export_new()
+            for step, proc in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del running[step]
+                self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
+                if code != 0:
+                    summary = failure_summary(self.log_dir / f"{step}.log")
+                    self.store.set_status(
+                        self.name, JobStatus.FAILED, "TrainerFailed", f"{step} exited with code {code}: {summary}"
+                    )
+                    self.stop_children()
+                    for other in running:
+                        self.store.set_step(self.name, other, StepStatus.FAILED, running[other].returncode)
+                    return
+        metrics.export_new()
+        metrics.close()
+        if self.spec.trainer_kind == "builtin" and not (self.run_dir / "output" / "loss.png").exists():
+            self.store.add_event(self.name, "Warning", "NoLossCurve", "the trainer wrote no output/loss.png")
+        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.run_dir / 'output'}")
+
+    def stop_children(self) -> None:
+        """SIGTERM every live child, then SIGKILL what is left after a grace period."""
+        live = [proc for proc in self.children if proc.poll() is None]
+        for proc in live:
+            proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Supervise one job until it ends; a crash of the supervisor itself marks the job Failed."""
+    parser = argparse.ArgumentParser(prog="python -m kubetune.backends.local.supervisor", description=__doc__)
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--job", required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    supervisor = Supervisor(Path(args.home), args.job)
+    supervisor.log_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        supervisor.run()
+    except Terminated as stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        supervisor.stop_children()
+        supervisor.store.set_status(args.job, JobStatus.CANCELLED, "Terminated", f"the supervisor received {stop}")
+        return 1
+    except Exception as err:
+        traceback.print_exc()
+        supervisor.stop_children()
+        supervisor.store.set_status(args.job, JobStatus.FAILED, "SupervisorError", f"{type(err).__name__}: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

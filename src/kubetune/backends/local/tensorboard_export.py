@@ -1,0 +1,52 @@
+"""Optional TensorBoard event files (``output/tensorboard/``) mirroring ``metrics.jsonl``.
+
+Active only when the ``tensorboard`` package is installed (``pip install kubetune[tensorboard]``);
+the supervisor feeds new metric lines as training goes, so TensorBoard shows a live run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from kubetune.backends.local.metrics_file import METRICS_FILE, complete_records
+
+_SKIPPED = {"step", "total_steps"}
+
+
+def tensorboard_available() -> bool:
+    """True when TensorBoard event files can be written."""
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+class MetricsToTensorBoard:
+    """Appends each new ``metrics.jsonl`` record to TensorBoard scalars; a no-op without tensorboard."""
+
+    def __init__(self, output_dir: Path):
+        self.metrics = output_dir / METRICS_FILE
+        self.log_dir = output_dir / "tensorboard"
+        self.enabled = tensorboard_available()
+        self.offset = 0
+        self.writer = None
+
+    def export_new(self) -> int:
+        """Write the records logged since the last call; returns how many."""
+        if not self.enabled:
+            return 0
+        records, self.offset = complete_records(self.metrics, self.offset)
+        if records and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        for record in records:
+            for key, value in record.items():
+                if key not in _SKIPPED and isinstance(value, int | float):
+                    self.writer.add_scalar(f"train/{key}", value, global_step=int(record["step"]))
+        if records:
+            self.writer.flush()
+        return len(records)
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,119 @@
+"""Job commands: ``kubetune jobs``, ``logs``, ``wait``, ``delete``, ``runtimes``.
+
+They talk to the local backend through :class:`~kubetune.client.TrainerClient`; its data
+directory is ``--home``, else ``$KUBETUNE_HOME``, else ``~/.kubetune``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kubetune.cli.job_progress import describe_progress, follow_job
+from kubetune.client import Job, JobStatus, TrainerClient
+
+console = Console()
+Home = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="KUBETUNE_HOME", help="kubetune data directory (default ~/.kubetune)."),
+]
+JobName = Annotated[str, typer.Argument(help="Job name.")]
+
+
+def local_client(home: Path | None) -> TrainerClient:
+    """A client of the local backend rooted at ``home``."""
+    from kubetune.backends.local import LocalBackend
+
+    return TrainerClient(LocalBackend(home))
+
+
+def _age(job: Job) -> str:
+    seconds = int((datetime.now(timezone.utc) - job.created_at).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def print_outputs(job: Job) -> None:
+    """The finished job's output locations (run output, adapter, merged model, loss curve)."""
+    output = job.output_dir
+    steps = job.progress.step if job.progress else None
+    done = f"done in {steps} steps" if steps is not None else "done"
+    console.print(f"[bold green]{done}[/]; outputs in {output}")
+    for label, sub in (("adapter", "adapter"), ("merged", "merged"), ("loss curve", "loss.png")):
+        if output is not None and (output / sub).exists():
+            console.print(f"  {label + ':':<11} {output / sub}")
+
+
+def report_end(job: Job) -> int:
+    """Print how the job ended; the exit code a command should return."""
+    if job.status == JobStatus.COMPLETE:
+        print_outputs(job)
+        return 0
+    console.print(f"[bold red]{job.status.value}[/] ({job.reason}): {job.message}", highlight=False, soft_wrap=True)
+    return 1
+
+
+def jobs(home: Home = None) -> None:
+    """List jobs with their status and training progress."""
+    table = Table("NAME", "STATUS", "KIND", "NODES", "STEP", "PROGRESS", "AGE", "REASON")
+    for job in local_client(home).list_jobs():
+        step = f"{job.progress.step}/{job.progress.total_steps}" if job.progress else "-"
+        table.add_row(
+            job.name,
+            job.status.value,
+            job.trainer_kind,
+            f"{job.num_nodes}x{job.procs_per_node}",
+            step,
+            describe_progress(job) or "-",
+            _age(job),
+            job.reason if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else "",
+        )
+    console.print(table)
+
+
+def logs(
+    name: JobName,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    step: Annotated[
+        str, typer.Option(help="model-initializer, dataset-initializer, node-0, node-1... or supervisor.")
+    ] = "node-0",
+    home: Home = None,
+) -> None:
+    """Print the log of one step of a job."""
+    for line in local_client(home).get_job_logs(name, step=step, follow=follow):
+        typer.echo(line)
+
+
+def wait(
+    name: JobName,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 86400.0,
+    home: Home = None,
+) -> None:
+    """Show a live progress bar until the job ends; exit 0 only if it completed."""
+    client = local_client(home)
+    client.get_job(name)
+    job = follow_job(client, name, console, deadline_s=timeout)
+    raise typer.Exit(report_end(job))
+
+
+def delete(name: JobName, home: Home = None) -> None:
+    """Stop a job's processes and remove its state, logs and (kubetune-chosen) run directory."""
+    local_client(home).delete_job(name)
+    console.print(f"deleted {name}")
+
+
+def runtimes(home: Home = None) -> None:
+    """List the runtimes from the catalog."""
+    table = Table("NAME", "TRAINER", "NODES", "PROCS/NODE", "DESCRIPTION")
+    for runtime in local_client(home).list_runtimes():
+        table.add_row(
+            runtime.name, runtime.trainer_kind, str(runtime.num_nodes), str(runtime.procs_per_node), runtime.description
+        )
+    console.print(table)

@@ -1,0 +1,34 @@
+"""kubetune's SDK: ``TrainerClient`` and the types it takes and returns."""
+
+from kubetune.client.trainer_client import JobOption, Name, RunDirectory, TrainerClient
+from kubetune.client.types import (
+    BuiltinTrainer,
+    CustomTrainer,
+    Event,
+    Initializer,
+    Job,
+    JobStatus,
+    Progress,
+    Runtime,
+    Step,
+    StepStatus,
+)
+from kubetune.spec.trainer import LLMConfig
+
+__all__ = [
+    "BuiltinTrainer",
+    "CustomTrainer",
+    "Event",
+    "Initializer",
+    "Job",
+    "JobOption",
+    "JobStatus",
+    "LLMConfig",
+    "Name",
+    "Progress",
+    "RunDirectory",
+    "Runtime",
+    "Step",
+    "StepStatus",
+    "TrainerClient",
+]

@@ -1,0 +1,200 @@
+"""``TrainerClient``: the one entry point for data scientists, a thin facade over a backend."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from kubetune.client.types import (
+    BuiltinTrainer,
+    CustomTrainer,
+    Event,
+    Initializer,
+    Job,
+    JobStatus,
+    Runtime,
+)
+from kubetune.errors import ConfigError
+from kubetune.spec.base import format_validation_error
+from kubetune.spec.job import JobSpec
+from kubetune.spec.trainer import LLMConfig
+
+if TYPE_CHECKING:  # the backends import this package's types; import them lazily
+    from kubetune.backends.base import RuntimeBackend
+
+
+class TrainerClient:
+    """Submit and watch fine-tuning jobs; the same calls work on every backend.
+
+    Args:
+        backend: where jobs run; default a :class:`~kubetune.backends.local.LocalBackend` with
+            its data in ``$KUBETUNE_HOME`` or ``~/.kubetune``.
+    """
+
+    def __init__(self, backend: RuntimeBackend | None = None):
+        if backend is None:
+            from kubetune.backends.local import LocalBackend
+
+            backend = LocalBackend()
+        self.backend = backend
+
+    def train(
+        self,
+        runtime: str | Runtime | None = None,
+        initializer: Initializer | None = None,
+        trainer: BuiltinTrainer | CustomTrainer | None = None,
+        options: Iterable[JobOption] | None = None,
+    ) -> str:
+        """Start a training job and return its name; the job runs detached.
+
+        Args:
+            runtime: a runtime name from :meth:`list_runtimes` (or the Runtime itself).
+            initializer: model and dataset to fetch into the run directory first.
+            trainer: :class:`BuiltinTrainer` (the LLM Trainer) or :class:`CustomTrainer` (a function).
+            options: :class:`Name`, :class:`RunDirectory`...
+
+        Raises:
+            ConfigError: an invalid field (trainer config, num_nodes < 1, unknown runtime, GPUs this
+                backend cannot give...). JobExistsError: the name is taken. Nothing is started.
+        """
+        fields: dict[str, Any] = {}
+        if runtime is not None:
+            fields["runtime"] = runtime.name if isinstance(runtime, Runtime) else runtime
+        if initializer is not None:
+            fields["initializer"] = {
+                kind: {"storage_uri": uri}
+                for kind, uri in (("model", initializer.model), ("dataset", initializer.dataset))
+                if uri is not None
+            }
+        if trainer is not None:
+            fields.update(_trainer_fields(trainer))
+        for option in options or ():
+            option(fields, self.backend)
+        fields.setdefault("name", _generated_name())
+        try:
+            spec = JobSpec.model_validate(fields)
+        except ValidationError as err:
+            raise ConfigError(f"invalid job: {format_validation_error(err)}") from None
+        return self.backend.submit(spec)
+
+    def train_from_spec(self, spec: JobSpec) -> str:
+        """Start a job from a complete :class:`JobSpec` (what ``kubetune train -f`` does); returns its name.
+
+        A spec without a name gets a generated one. Raises like :meth:`train`.
+        """
+        if spec.name is None:
+            spec = spec.model_copy(update={"name": _generated_name()})
+        return self.backend.submit(spec)
+
+    def list_runtimes(self) -> list[Runtime]:
+        """The runtimes this backend offers."""
+        return self.backend.list_runtimes()
+
+    def get_runtime(self, name: str) -> Runtime:
+        """One runtime. Raises ConfigError listing the known ones if ``name`` is not one."""
+        return self.backend.get_runtime(name)
+
+    def list_jobs(self) -> list[Job]:
+        """Every job, oldest first."""
+        return self.backend.list_jobs()
+
+    def get_job(self, name: str) -> Job:
+        """A job's status, steps and training progress. Raises JobNotFoundError."""
+        return self.backend.get_job(name)
+
+    def get_job_logs(self, name: str, step: str = "node-0", follow: bool = False) -> Iterator[str]:
+        """Log lines of one step (``model-initializer``, ``dataset-initializer``, ``node-0``...).
+
+        With ``follow``, keeps yielding new lines until the job ends.
+        """
+        return self.backend.get_job_logs(name, step=step, follow=follow)
+
+    def get_job_events(self, name: str) -> list[Event]:
+        """What happened to the job, in order."""
+        return self.backend.get_job_events(name)
+
+    def get_job_return_values(self, name: str) -> dict[int, Any]:
+        """A custom-trainer job's return value on each rank, by global rank."""
+        return self.backend.get_job_return_values(name)
+
+    def wait_for_job_status(
+        self,
+        name: str,
+        status: set[JobStatus] | JobStatus = JobStatus.COMPLETE,
+        timeout: float = 600.0,
+        polling_interval: float = 1.0,
+    ) -> Job:
+        """Block until the job reaches ``status`` and return it.
+
+        Raises:
+            JobFailedError: it ended otherwise (Failed, Cancelled...). JobTimeoutError: ``timeout`` passed.
+        """
+        wanted = {status} if isinstance(status, JobStatus) else set(status)
+        return self.backend.wait_for_job_status(name, wanted, timeout=timeout, polling_interval=polling_interval)
+
+    def delete_job(self, name: str) -> None:
+        """Stop the job's processes and remove its state (and its run directory if kubetune chose it)."""
+        self.backend.delete_job(name)
+
+
+class JobOption:
+    """An option of :meth:`TrainerClient.train`: edits the job's fields, checking the backend supports it."""
+
+    def __call__(self, fields: dict[str, Any], backend: RuntimeBackend) -> None:
+        raise NotImplementedError
+
+
+class Name(JobOption):
+    """Name the job (a lowercase DNS label) instead of generating one."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, fields: dict[str, Any], backend: RuntimeBackend) -> None:
+        fields["name"] = self.name
+
+
+class RunDirectory(JobOption):
+    """Put the run directory (model/, dataset/, output/) at ``path``; local backend only."""
+
+    def __init__(self, path: str):
+        self.path = str(path)
+
+    def __call__(self, fields: dict[str, Any], backend: RuntimeBackend) -> None:
+        from kubetune.backends.local import LocalBackend
+
+        if not isinstance(backend, LocalBackend):
+            raise ConfigError(f"RunDirectory is an option of the local backend, not {type(backend).__name__}")
+        fields["output_dir"] = self.path
+
+
+def _generated_name() -> str:
+    return f"job-{secrets.token_hex(4)}"
+
+
+def _trainer_fields(trainer: BuiltinTrainer | CustomTrainer) -> dict[str, Any]:
+    resources = dict(trainer.resources_per_node or {})
+    fields: dict[str, Any] = {"num_nodes": trainer.num_nodes, "resources": resources, "env": dict(trainer.env)}
+    procs = trainer.procs_per_node
+    fields["procs_per_node"] = procs if procs is not None else (resources.get("gpu") or 1)
+    if isinstance(trainer, BuiltinTrainer):
+        config = trainer.config
+        try:
+            config = LLMConfig.model_validate(config.model_dump() if isinstance(config, LLMConfig) else config)
+        except ValidationError as err:
+            raise ConfigError(f"invalid trainer config: {format_validation_error(err, 'trainer')}") from None
+        fields.update(trainer_kind="builtin", trainer=config)
+    elif isinstance(trainer, CustomTrainer):
+        from kubetune.backends.function_worker import pack_function
+
+        try:
+            function = pack_function(trainer.func, dict(trainer.func_args or {}))
+        except Exception as err:
+            raise ConfigError(f"trainer.func: cannot ship the function by value: {err}") from None
+        fields.update(trainer_kind="custom", function=function)
+    else:
+        raise ConfigError(f"trainer: expected BuiltinTrainer or CustomTrainer, got {type(trainer).__name__}")
+    return fields

@@ -1,0 +1,181 @@
+"""Public data types of the SDK: what users pass to ``TrainerClient`` and what it returns.
+
+Plain dataclasses with no behaviour beyond light validation. Backends build and return these,
+so this module imports nothing from the client facade or any backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from kubetune.spec.trainer import LLMConfig
+
+
+class JobStatus(str, Enum):
+    """A job's lifecycle: Created → Initializing → Running → Complete | Failed | Cancelled."""
+
+    CREATED = "Created"
+    INITIALIZING = "Initializing"
+    RUNNING = "Running"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for Complete, Failed and Cancelled: the job will not change any more."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class StepStatus(str, Enum):
+    """The state of one step of a job (an initializer or a node)."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass
+class BuiltinTrainer:
+    """Run kubetune's LLM Trainer with ``config`` on ``num_nodes`` x ``procs_per_node`` workers.
+
+    Args:
+        config: the LLM Trainer's typed config (model, dataset, method, training loop).
+        num_nodes: torchrun agents (machines on a cluster; local processes on a laptop).
+        procs_per_node: worker processes per node (usually one per GPU).
+        resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset.
+        env: extra environment variables for the workers (not for secrets).
+    """
+
+    config: LLMConfig
+    num_nodes: int = 1
+    procs_per_node: int | None = None
+    resources_per_node: dict[str, Any] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class CustomTrainer:
+    """Run ``func(**func_args)`` under torchrun on every worker of ``num_nodes`` nodes.
+
+    The function is shipped by value (cloudpickle), so it may be a closure, a lambda or defined
+    in a notebook; it must not rely on objects that cannot be pickled. Each worker sees the
+    usual torchrun environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``...).
+    Its return value on every rank is kept and returned by
+    :meth:`~kubetune.client.TrainerClient.get_job_return_values`.
+
+    Args:
+        func: the training function.
+        func_args: keyword arguments for ``func``.
+        num_nodes: torchrun agents.
+        procs_per_node: workers per node; defaults to ``resources_per_node["gpu"]`` or 1.
+        resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset.
+        env: extra environment variables for the workers (not for secrets).
+    """
+
+    func: Callable[..., Any]
+    func_args: dict[str, Any] | None = None
+    num_nodes: int = 1
+    procs_per_node: int | None = None
+    resources_per_node: dict[str, Any] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Initializer:
+    """What to fetch before training: ``model`` into ``<run>/model``, ``dataset`` into ``<run>/dataset``.
+
+    Each is a storage URI or local path (``/data/x``, ``file:///data/x``, ``pkg://dist/file``).
+    """
+
+    model: str | None = None
+    dataset: str | None = None
+
+
+@dataclass
+class Progress:
+    """Training progress from the trainer's metrics (the last logged step)."""
+
+    step: int
+    total_steps: int
+    loss: float | None = None
+    eval_loss: float | None = None
+    tokens_per_s: float | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Completed share of the steps, 0..1."""
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
+@dataclass
+class Step:
+    """One step of a job: ``model-initializer``, ``dataset-initializer``, ``node-0``, ``node-1``..."""
+
+    name: str
+    status: StepStatus
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+
+
+@dataclass
+class Job:
+    """A training job as a backend sees it now.
+
+    ``reason`` and ``message`` explain a Failed or Cancelled job. ``run_dir`` holds ``model/``,
+    ``dataset/`` and ``output/``; ``output_dir`` is ``run_dir/output`` (metrics, checkpoints,
+    ``adapter/``, ``merged/``, ``loss.png``).
+    """
+
+    name: str
+    status: JobStatus
+    runtime: str | None
+    trainer_kind: str
+    num_nodes: int
+    procs_per_node: int
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    reason: str | None = None
+    message: str | None = None
+    run_dir: Path | None = None
+    steps: list[Step] = field(default_factory=list)
+    progress: Progress | None = None
+
+    @property
+    def output_dir(self) -> Path | None:
+        """``run_dir/output``: metrics, checkpoints and exported weights."""
+        return None if self.run_dir is None else self.run_dir / "output"
+
+
+@dataclass
+class Event:
+    """Something that happened to a job, in order: status changes, step starts and ends, warnings."""
+
+    time: datetime
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass
+class Runtime:
+    """A named, reusable training setup from the runtime catalog."""
+
+    name: str
+    trainer_kind: str
+    description: str = ""
+    num_nodes: int = 1
+    procs_per_node: int = 1

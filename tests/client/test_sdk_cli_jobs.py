@@ -1,0 +1,77 @@
+"""The job commands: `kubetune train -f` submits to the local backend and follows; jobs/logs/wait/delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def kubetune(home: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would, against the data directory ``home``."""
+    env = {**os.environ, "KUBETUNE_HOME": str(home), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def _job_file(tmp_path: Path, name: str, model: Path, dataset: Path, **training) -> Path:
+    spec = {
+        "name": name,
+        "trainer": {
+            "model": {"path": str(model)},
+            "dataset": {"path": str(dataset)},
+            "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+            "training": {"max_steps": 2, "batch_size": 1, "max_seq_len": 48, **training},
+        },
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_train_follows_the_job_and_prints_output_locations(tmp_path: Path, smollm2_dir: Path, tiny_alpaca: Path):
+    home = tmp_path / "home"
+    job_file = _job_file(tmp_path, "cli-lora", smollm2_dir, tiny_alpaca)
+
+    result = kubetune(home, "train", "-f", str(job_file))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = home / "runs" / "cli-lora" / "output"
+    assert f"done in 2 steps; outputs in {output}" in result.stdout
+    assert f"adapter:    {output / 'adapter'}" in result.stdout
+    assert f"merged:     {output / 'merged'}" in result.stdout
+    assert (output / "merged" / "config.json").is_file()
+
+    listing = kubetune(home, "jobs")
+    assert "cli-lora" in listing.stdout and "Complete" in listing.stdout and "2/2" in listing.stdout
+
+
+def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(tmp_path: Path, smollm2_dir: Path):
+    home = tmp_path / "home"
+    data = tmp_path / "wrong-columns.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"a{i}"}) + "\n" for i in range(4)))
+    job_file = _job_file(tmp_path, "cli-bad-data", smollm2_dir, data)
+
+    submitted = kubetune(home, "train", "-f", str(job_file), "--detach")
+    assert submitted.returncode == 0, submitted.stderr
+    assert "submitted cli-bad-data" in submitted.stdout
+
+    waited = kubetune(home, "wait", "cli-bad-data")
+    assert waited.returncode == 1
+    assert "Failed (TrainerFailed): node-0 exited with code" in " ".join(waited.stdout.split())
+    assert "instruction" in waited.stdout  # the trainer's own error names the missing column
+
+    assert "TrainerFailed" in kubetune(home, "jobs").stdout
+    assert "error:" in kubetune(home, "logs", "cli-bad-data", "--step", "node-0").stdout
+
+    again = kubetune(home, "train", "-f", str(job_file), "--detach")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    assert kubetune(home, "delete", "cli-bad-data").returncode == 0
+    missing = kubetune(home, "logs", "cli-bad-data")
+    assert missing.returncode == 2 and "no job named 'cli-bad-data'" in missing.stderr
