@@ -9,6 +9,7 @@ import pytest
 from kubetune.backends.local import LocalBackend
 from kubetune.client import BuiltinTrainer, CustomTrainer, Initializer, JobStatus, LLMConfig, Name, TrainerClient
 from kubetune.errors import ConfigError, JobExistsError
+from kubetune.spec.initializer import ModelInitializer
 from kubetune.spec.trainer import TrainingConfig
 
 
@@ -41,7 +42,19 @@ def _builtin(model: str | None = "/models/x", dataset: str | None = "/data/y") -
             {"trainer": _builtin(), "initializer": Initializer(dataset="file:///no/such/dataset")},
             "initializer.dataset.storage_uri",
         ),
-        ({"trainer": _builtin(), "initializer": Initializer(model="s3://bucket/model")}, "initializer.model"),
+        (
+            {"trainer": _builtin(), "initializer": Initializer(model="gopher://host/model")},
+            "initializer.model.storage_uri: gopher://host/model: unknown storage scheme 'gopher'",
+        ),
+        (
+            {
+                "trainer": _builtin(),
+                "initializer": Initializer(
+                    model=ModelInitializer(storage_uri="hf://org/m", token={"kubernetes": {"name": "s", "key": "k"}})
+                ),
+            },
+            "initializer.model: a Kubernetes Secret reference needs the Kubernetes backend",
+        ),
     ],
 )
 def test_invalid_job_is_refused_before_anything_starts(client, backend, kwargs, message):

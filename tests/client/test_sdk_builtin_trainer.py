@@ -58,5 +58,5 @@ def test_lora_job_with_initializers_reports_progress_and_outputs(
     assert (job.output_dir / "config.yaml").is_file()
     if tensorboard_available():
         assert list((job.output_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert any("model:" in line for line in client.get_job_logs(name, step="model-initializer"))
+    assert any("ready at" in line for line in client.get_job_logs(name, step="model-initializer"))
     assert any(line.startswith("step 4/4") for line in client.get_job_logs(name, step="node-0"))

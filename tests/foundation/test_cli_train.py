@@ -72,8 +72,10 @@ def test_cli_train_from_packaged_gguf_exports_adapter_and_merged_model(tmp_path)
 def test_merged_model_loads_with_plain_transformers_and_generates(tmp_path, smollm2_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    result = fine_tune(JobSpec.model_validate(yaml.safe_load(job_yaml(tmp_path, str(smollm2_dir)).read_text())),
-                       output_dir=tmp_path / "py-run")
+    result = fine_tune(
+        JobSpec.model_validate(yaml.safe_load(job_yaml(tmp_path, str(smollm2_dir)).read_text())),
+        output_dir=tmp_path / "py-run",
+    )
     merged = result.merged_dir
     tokenizer = AutoTokenizer.from_pretrained(merged)
     model = AutoModelForCausalLM.from_pretrained(merged)

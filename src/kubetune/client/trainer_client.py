@@ -64,11 +64,7 @@ class TrainerClient:
         if runtime is not None:
             fields["runtime"] = runtime.name if isinstance(runtime, Runtime) else runtime
         if initializer is not None:
-            fields["initializer"] = {
-                kind: {"storage_uri": uri}
-                for kind, uri in (("model", initializer.model), ("dataset", initializer.dataset))
-                if uri is not None
-            }
+            fields["initializer"] = {"model": initializer.model, "dataset": initializer.dataset}
         if trainer is not None:
             fields.update(_trainer_fields(trainer))
         for option in options or ():

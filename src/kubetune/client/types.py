@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
 from kubetune.spec.trainer import LLMConfig
 
 
@@ -94,11 +95,13 @@ class CustomTrainer:
 class Initializer:
     """What to fetch before training: ``model`` into ``<run>/model``, ``dataset`` into ``<run>/dataset``.
 
-    Each is a storage URI or local path (``/data/x``, ``file:///data/x``, ``pkg://dist/file``).
+    Each is a storage URI or local path (``hf://org/name``, ``s3://bucket/prefix``, ``/data/x``,
+    ``file:///data/x``, ``pkg://dist/file``), or a full :class:`~kubetune.spec.ModelInitializer` /
+    :class:`~kubetune.spec.DatasetInitializer` (revision, patterns, secret references, S3 endpoint).
     """
 
-    model: str | None = None
-    dataset: str | None = None
+    model: str | ModelInitializer | None = None
+    dataset: str | DatasetInitializer | None = None
 
 
 @dataclass

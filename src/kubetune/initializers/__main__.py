@@ -23,9 +23,9 @@ from kubetune.errors import ConfigError, KubetuneError
 from kubetune.initializers.run import run_initializer
 from kubetune.initializers.secrets import ScrubbingFilter, scrub
 from kubetune.spec.base import validate_config
-from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
+from kubetune.spec.initializer import INITIALIZER_SPEC_ENV, DatasetInitializer, ModelInitializer
 
-SPEC_ENV = "KUBETUNE_INITIALIZER_SPEC"
+SPEC_ENV = INITIALIZER_SPEC_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ from pathlib import Path
 from kubetune.errors import FetchError, KubetuneError
 from kubetune.initializers.cache import Cache, cache_key, check_against_source, default_cache_dir, digest_file
 from kubetune.initializers.file_selection import safe_relative_path, select_paths
+from kubetune.initializers.package_files import resolve_package_file
 from kubetune.initializers.progress import TransferProgress, format_bytes
 from kubetune.initializers.providers import Kind, Listing, Provider, RemoteFile, TransientFetchError
 from kubetune.initializers.registry import provider_class
@@ -262,3 +263,20 @@ def _materialize(entry: Path, target: Path, mode: Materialize, key: str) -> None
         shutil.copytree(entry, tmp, copy_function=shutil.copyfile)
         (tmp / MARKER).write_text(key + "\n", encoding="utf-8")
     os.replace(tmp, target)
+
+
+def check_initializer(spec: InitializerSpec) -> None:
+    """Cheap checks before a job is accepted: a provider exists for the scheme, and a local source exists.
+
+    Raises:
+        FetchError: unknown scheme, a provider that cannot fetch this kind, or a missing local path.
+        ConfigError: a ``pkg://`` URI naming an absent distribution or file.
+    """
+    location = StorageLocation.parse(spec.storage_uri)
+    provider_class(location.scheme, spec.kind, location.display)
+    if location.scheme == "file":
+        path = Path(location.location).expanduser()
+        if not path.exists():
+            raise FetchError(f"{location.display}: no such file or directory")
+    elif location.scheme == "pkg":
+        resolve_package_file(spec.storage_uri)

@@ -1,13 +1,7 @@
 """The typed job specification shared by every layer (no heavy imports here)."""
 
-from kubetune.spec.job import (
-    FunctionSpec,
-    InitializerSpec,
-    JobSpec,
-    ResourcesSpec,
-    StorageSource,
-    load_job_file,
-)
+from kubetune.spec.initializer import DatasetInitializer, ModelInitializer, S3Options, SecretRef
+from kubetune.spec.job import FunctionSpec, JobInitializers, JobSpec, ResourcesSpec, load_job_file
 from kubetune.spec.trainer import (
     DatasetConfig,
     LLMConfig,
@@ -19,15 +13,18 @@ from kubetune.spec.trainer import (
 
 __all__ = [
     "DatasetConfig",
+    "DatasetInitializer",
     "FunctionSpec",
-    "InitializerSpec",
+    "JobInitializers",
     "JobSpec",
     "LLMConfig",
     "LoraConfig",
     "ModelConfig",
+    "ModelInitializer",
     "OutputConfig",
     "ResourcesSpec",
-    "StorageSource",
+    "S3Options",
+    "SecretRef",
     "TrainingConfig",
     "load_job_file",
 ]

@@ -35,6 +35,10 @@ _K8S_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 Materialize = Literal["symlink", "copy"]
 
 
+#: Environment variable through which a backend hands an initializer step its whole spec (JSON).
+INITIALIZER_SPEC_ENV = "KUBETUNE_INITIALIZER_SPEC"
+
+
 class KubernetesSecretKey(StrictModel):
     """One key of a Kubernetes Secret in the job's namespace."""
 

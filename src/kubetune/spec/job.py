@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from kubetune.spec.base import StrictModel, read_yaml, validate_config
+from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
 from kubetune.spec.trainer import LLMConfig
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -23,17 +24,20 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TrainerKind = Literal["builtin", "custom"]
 
 
-class StorageSource(StrictModel):
-    """Where an initializer fetches from: a local path, ``file://`` or ``pkg://`` URI (more schemes later)."""
+class JobInitializers(StrictModel):
+    """What to fetch into the run directory before training (``<run>/model``, ``<run>/dataset``).
 
-    storage_uri: str = Field(min_length=1, description="Source URI or local path.")
+    Each entry is a full initializer spec, or just its storage URI as a string
+    (``model: hf://HuggingFaceTB/SmolLM2-135M-Instruct``).
+    """
 
+    model: ModelInitializer | None = None
+    dataset: DatasetInitializer | None = None
 
-class InitializerSpec(StrictModel):
-    """What to fetch into the run directory before training (``<run>/model``, ``<run>/dataset``)."""
-
-    model: StorageSource | None = None
-    dataset: StorageSource | None = None
+    @field_validator("model", "dataset", mode="before")
+    @classmethod
+    def _uri_shorthand(cls, value: object) -> object:
+        return {"storage_uri": value} if isinstance(value, str) else value
 
 
 class FunctionSpec(StrictModel):
@@ -62,7 +66,7 @@ class JobSpec(StrictModel):
 
     name: str | None = Field(default=None, description="Job name (lowercase DNS label).")
     runtime: str | None = Field(default=None, description="Name of a runtime from the catalog.")
-    initializer: InitializerSpec | None = None
+    initializer: JobInitializers | None = None
     trainer_kind: TrainerKind = Field(
         default="builtin", description="'builtin': the LLM Trainer (trainer); 'custom': a function."
     )

@@ -24,8 +24,9 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 
-import kubernetes
 from kubernetes.client.exceptions import ApiException
+
+import kubernetes
 from kubetune.backends.kubernetes.job_info import JobEvent, TrainJobInfo, job_info_from_trainjob
 from kubetune.backends.kubernetes.render_trainjob import KubernetesJobOptions, render_trainjob
 from kubetune.controller.api import CLUSTER_RUNTIME_PLURAL, GROUP, NODE, TRAINJOB_PLURAL, VERSION

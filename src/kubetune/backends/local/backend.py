@@ -26,12 +26,13 @@ import psutil
 from kubetune.backends.base import RuntimeBackend
 from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
-from kubetune.backends.local.file_initializer import local_source_path
 from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_progress
 from kubetune.backends.local.runtime_catalog import packaged_runtimes
 from kubetune.client.types import Event, Job, JobStatus, Runtime, Step, StepStatus
-from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
+from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
+from kubetune.initializers.run import check_initializer
+from kubetune.spec.initializer import InitializerSpec
 from kubetune.spec.job import JobSpec
 
 HOME_ENV = "KUBETUNE_HOME"
@@ -130,10 +131,7 @@ class LocalBackend(RuntimeBackend):
             for kind in ("model", "dataset"):
                 source = getattr(spec.initializer, kind)
                 if source is not None:
-                    try:
-                        local_source_path(source.storage_uri)
-                    except ConfigError as err:
-                        raise ConfigError(f"initializer.{kind}.storage_uri: {err}") from None
+                    check_local_initializer(source, f"initializer.{kind}")
         if spec.trainer_kind == "builtin":
             sources = spec.initializer
             if spec.trainer.model.path is None and (sources is None or sources.model is None):
@@ -297,3 +295,21 @@ class LocalBackend(RuntimeBackend):
         shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
         if record.managed_run_dir and record.job.run_dir is not None:
             shutil.rmtree(record.job.run_dir, ignore_errors=True)
+
+
+def check_local_initializer(source: InitializerSpec, field: str) -> None:
+    """Refuse, before launch, an initializer this machine cannot run (naming ``field``).
+
+    Raises:
+        ConfigError: an unknown scheme, a missing local source, or a Kubernetes Secret reference
+            (only the Kubernetes backend can read those).
+    """
+    refs = [source.token]
+    if source.s3 is not None:
+        refs += [source.s3.access_key_id, source.s3.secret_access_key, source.s3.session_token]
+    if any(ref is not None and ref.kubernetes is not None for ref in refs):
+        raise ConfigError(f"{field}: a Kubernetes Secret reference needs the Kubernetes backend; use env or file here")
+    try:
+        check_initializer(source)
+    except KubetuneError as err:
+        raise ConfigError(f"{field}.storage_uri: {err}") from None

@@ -11,7 +11,6 @@ marks the job Cancelled.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import socket
@@ -27,6 +26,7 @@ from kubetune.backends.local import tensorboard_export
 from kubetune.backends.local.child_env import worker_env
 from kubetune.backends.local.job_store import JobStore
 from kubetune.client.types import JobStatus, StepStatus
+from kubetune.spec.initializer import INITIALIZER_SPEC_ENV
 from kubetune.spec.job import JobSpec
 
 POLL_S = 0.5
@@ -41,14 +41,9 @@ def _on_signal(signum: int, _frame) -> None:
     raise Terminated(signal.Signals(signum).name)
 
 
-def initializer_command(kind: str, uri: str, target: Path) -> list[str]:
-    """``python -m kubetune.initializers`` when installed, else the local-file fallback."""
-    module = (
-        "kubetune.initializers"
-        if importlib.util.find_spec("kubetune.initializers.__main__") is not None
-        else "kubetune.backends.local.file_initializer"
-    )
-    return [sys.executable, "-m", module, kind, "--uri", uri, "--target", str(target)]
+def initializer_command(kind: str, target: Path) -> list[str]:
+    """``python -m kubetune.initializers KIND --target DIR``; the spec travels in the environment."""
+    return [sys.executable, "-m", "kubetune.initializers", kind, "--target", str(target)]
 
 
 def free_port() -> int:
@@ -140,7 +135,9 @@ class Supervisor:
             self.store.set_status(self.name, JobStatus.INITIALIZING)
         for kind, source in initializers:
             step = f"{kind}-initializer"
-            proc = self._start(step, initializer_command(kind, source.storage_uri, self.run_dir / kind), env)
+            # The spec holds secret references only (never values), so it may travel as JSON.
+            step_env = {**env, INITIALIZER_SPEC_ENV: source.model_dump_json()}
+            proc = self._start(step, initializer_command(kind, self.run_dir / kind), step_env)
             code = proc.wait()
             self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
             if code != 0:
