@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/kubetune train -f examples/smollm2-lora-humaneval.yaml
+	$(VENV)/bin/kubetune train --replace -f examples/smollm2-lora-humaneval.yaml
 
 test: setup
 	$(VENV)/bin/ruff check src tests

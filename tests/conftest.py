@@ -38,6 +38,14 @@ def convert_gguf_once(uri: str, name: str) -> Path:
     return target
 
 
+@pytest.fixture(autouse=True)
+def isolated_kubetune_home(tmp_path_factory, monkeypatch) -> Path:
+    """Every test (and the CLI processes it starts) gets its own local-backend data dir."""
+    home = tmp_path_factory.mktemp("kubetune-home")
+    monkeypatch.setenv("KUBETUNE_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct (real weights) as a safetensors model folder."""

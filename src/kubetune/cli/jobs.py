@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
+from kubetune.errors import JobExistsError, JobNotFoundError
 
-console = Console()
 Home = Annotated[
     Path | None,
     typer.Option("--home", envvar="KUBETUNE_HOME", help="kubetune data directory (default ~/.kubetune)."),
@@ -56,8 +56,27 @@ def report_end(job: Job) -> int:
     if job.status == JobStatus.COMPLETE:
         print_outputs(job)
         return 0
-    console.print(f"[bold red]{job.status.value}[/] ({job.reason}): {job.message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]error:[/] job {job.name} {job.status.value} ({job.reason}): {job.message}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 1
+
+
+def delete_finished(client: TrainerClient, name: str) -> None:
+    """Delete job ``name`` if it exists and has ended; refuse if it is still active.
+
+    Raises:
+        JobExistsError: the job is still running.
+    """
+    try:
+        job = client.get_job(name)
+    except JobNotFoundError:
+        return
+    if job.status not in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED):
+        raise JobExistsError(f"job {name!r} is still {job.status.value}; wait for it or `kubetune delete {name}`")
+    client.delete_job(name)
 
 
 def jobs(home: Home = None) -> None:

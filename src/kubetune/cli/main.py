@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from kubetune.cli import jobs as job_commands
+from kubetune.cli.console import console, err_console
 from kubetune.errors import KubetuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune LLMs, locally or on Kubernetes.")
-err_console = Console(stderr=True, soft_wrap=True)
-console = Console(soft_wrap=True)
 
 JobFile = Annotated[Path, typer.Option("--file", "-f", help="Job YAML file.", dir_okay=False)]
 
@@ -58,6 +56,9 @@ def train(
     file: JobFile,
     output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Submit and return at once.")] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="First delete a finished job of the same name (its outputs stay).")
+    ] = False,
     home: job_commands.Home = None,
 ) -> None:
     """Submit the job file to the local backend and follow it with a progress bar until it ends.
@@ -71,6 +72,8 @@ def train(
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
     client = job_commands.local_client(home)
+    if replace and spec.name is not None:
+        job_commands.delete_finished(client, spec.name)
     name = client.train_from_spec(spec)
     if detach:
         console.print(f"submitted [bold]{name}[/]; follow it with `kubetune wait {name}` or `kubetune logs {name} -f`")
