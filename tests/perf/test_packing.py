@@ -14,7 +14,6 @@ from kubetune.trainer.data.packing import collate_packed
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
 from kubetune.trainer.loop import loss_sum, train_step
 from kubetune.trainer.model_loading import apply_method, load_model
-from kubetune.trainer.optim import build_optimizer
 
 
 def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -105,8 +104,9 @@ def test_train_step_with_all_levers_matches_plain_step(smollm2):
         if fast:
             use_packed_attention(model)
         model.train()
-        optimizer = build_optimizer(model, training)
-        micro = [make_examples([30, 11, 19], seed=3), make_examples([9, 26], seed=4)]
+        # SGD makes the update the clipped gradient itself (Adam's first step is ~lr * sign(grad)).
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+        micro = [make_examples([20, 7, 12], seed=3), make_examples([6, 16], seed=4)]
         step = train_step(model, micro, optimizer, training, pad_token_id=0, device=torch.device("cpu"))
         lora = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         results.append((step, lora))
@@ -115,5 +115,4 @@ def test_train_step_with_all_levers_matches_plain_step(smollm2):
     assert fast.loss == pytest.approx(plain.loss, rel=1e-5)
     assert fast.grad_norm == pytest.approx(plain.grad_norm, rel=1e-4)
     for name, weight in plain_w.items():
-        # Adam's first step is about lr * sign(grad): near-zero gradients amplify fp32 rounding.
-        assert relative_error(fast_w[name], weight) < 1e-3, name
+        assert relative_error(fast_w[name], weight) < 1e-4, name
