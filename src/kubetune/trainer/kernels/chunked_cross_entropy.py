@@ -22,10 +22,11 @@ class _LinearCrossEntropySum(torch.autograd.Function):
     def forward(ctx, hidden, weight, labels, chunk_size: int):  # noqa: D401
         need_h = ctx.needs_input_grad[0]
         need_w = ctx.needs_input_grad[1]
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         compute_dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled() else hidden.dtype
+        loss_dtype = torch.promote_types(torch.float32, compute_dtype)
+        total = torch.zeros((), dtype=loss_dtype, device=hidden.device)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=loss_dtype, device=weight.device) if need_w else None
         w = weight.to(compute_dtype)
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size].to(compute_dtype)
@@ -36,7 +37,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                     grad_h[start : start + chunk_size] = 0
                 continue
             target = torch.where(valid, y, 0)
-            logits = (h @ w.T).float()
+            logits = (h @ w.T).to(loss_dtype)
             lse = torch.logsumexp(logits, dim=-1)
             picked = logits.gather(1, target[:, None]).squeeze(1)
             total += ((lse - picked) * valid).sum()
@@ -48,7 +49,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
                 if need_h:
                     grad_h[start : start + chunk_size] = (grad_logits @ w).to(hidden.dtype)
                 if need_w:
-                    grad_w += (grad_logits.T @ h).float()
+                    grad_w += (grad_logits.T @ h).to(loss_dtype)
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype
         return total
