@@ -43,6 +43,6 @@ def test_packed_varlen_and_chunked_loss_match_padded_in_bf16():
     assert n_got == n_want
     # bf16 tolerance: different kernels round differently, about 1e-3 relative on the summed loss.
     assert float(got) == pytest.approx(float(want), rel=5e-3)
-    for a, b in zip(fast.parameters(), plain.parameters()):
+    for a, b in zip(fast.parameters(), plain.parameters(), strict=True):
         rel = float((a.grad.float() - b.grad.float()).norm() / b.grad.float().norm().clamp_min(1e-12))
         assert rel < 5e-2

@@ -67,7 +67,7 @@ def test_packed_loss_and_gradients_equal_padded(smollm2, attention):
     packed_sum.backward()
     assert packed_n == padded_n
     torch.testing.assert_close(packed_sum, padded_sum, rtol=1e-5, atol=1e-4)
-    for got, want in zip((p.grad for p in model.parameters()), padded_grads):
+    for got, want in zip((p.grad for p in model.parameters()), padded_grads, strict=True):
         assert relative_error(got, want) < 1e-4
 
 

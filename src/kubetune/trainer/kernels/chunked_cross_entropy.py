@@ -19,7 +19,7 @@ class _LinearCrossEntropySum(torch.autograd.Function):
     """Summed cross-entropy of ``hidden @ weight.T`` against ``labels``; gradients made in forward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, labels, chunk_size: int):  # noqa: D401
+    def forward(ctx, hidden, weight, labels, chunk_size: int):
         need_h = ctx.needs_input_grad[0]
         need_w = ctx.needs_input_grad[1]
         compute_dtype = torch.get_autocast_dtype(hidden.device.type) if torch.is_autocast_enabled() else hidden.dtype

@@ -10,6 +10,7 @@ boundaries (padded batches, evaluation) it is transformers' own SDPA path, uncha
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 from functools import cache
 
@@ -42,7 +43,7 @@ def _per_example_sdpa(q, k, v, cu_seq_lens, scaling):
     """Causal SDPA over each example of a packed ``(T, H, D)`` row (the portable path)."""
     out = torch.empty_like(q)
     bounds = cu_seq_lens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
+    for start, end in itertools.pairwise(bounds):
         qs, ks, vs = (t[start:end].transpose(0, 1) for t in (q, k, v))
         out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scaling).transpose(0, 1)
     return out
