@@ -96,6 +96,16 @@ class TrainingConfig(StrictModel):
     precision: Precision = "fp32"
     seed: int = 42
     gradient_checkpointing: bool = False
+    gradient_checkpointing_fraction: float = Field(
+        default=1.0, gt=0, le=1, description="Share of decoder layers recomputed when gradient_checkpointing is on."
+    )
+    packing: bool = Field(
+        default=False, description="Concatenate each micro-batch into one padding-free row (per-example attention)."
+    )
+    chunked_loss: bool = Field(
+        default=False, description="Fuse the LM head with the loss in chunks; full fp32 logits never exist."
+    )
+    compile: bool = Field(default=False, description="torch.compile each decoder layer.")
     log_every: int = Field(default=1, ge=1)
 
 
@@ -115,3 +125,11 @@ class LLMConfig(StrictModel):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _check_causal_only_options(self) -> LLMConfig:
+        if self.model.task != "causal-lm":
+            for name in ("packing", "chunked_loss"):
+                if getattr(self.training, name):
+                    raise ValueError(f"training.{name} needs model.task 'causal-lm'")
+        return self

@@ -12,12 +12,30 @@ import torch.nn.functional as F
 from kubetune.spec.trainer import TrainingConfig
 from kubetune.trainer.data.batching import collate, micro_batches
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
+from kubetune.trainer.data.packing import collate_packed
+from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
 from kubetune.trainer.metrics import MetricsWriter
 
 
-def loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over target tokens, and how many targets there were."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+def loss_sum(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], chunked_loss: bool = False
+) -> tuple[torch.Tensor, int]:
+    """Summed next-token cross-entropy over target tokens, and how many targets there were.
+
+    Every batch entry except ``labels`` goes to the model (``attention_mask`` for padded
+    batches; ``position_ids`` and sequence boundaries for packed ones). ``chunked_loss`` runs
+    the decoder alone and fuses the LM head with the loss, never holding full fp32 logits.
+    """
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if "position_ids" in inputs:
+        # A KV cache makes transformers skip the per-example mask it derives from position_ids.
+        inputs["use_cache"] = False
+    if chunked_loss:
+        labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+        hidden = model.get_decoder()(**inputs).last_hidden_state
+        total = linear_cross_entropy_sum(hidden, model.get_output_embeddings().weight, labels)
+        return total, int((labels != IGNORE_INDEX).sum())
+    logits = model(**inputs).logits
     labels = batch["labels"][:, 1:]
     logits = logits[:, :-1, :]
     total = F.cross_entropy(
@@ -107,11 +125,13 @@ def train_step(
     real = padded = 0
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     for mb in micro:
-        batch = {k: v.to(device, non_blocking=True) for k, v in collate(mb, pad_token_id).items()}
-        real += int(batch["attention_mask"].sum())
-        padded += batch["attention_mask"].numel()
+        host = collate_packed(mb) if config.packing else collate(mb, pad_token_id)
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in host.items()}
+        mask = batch.get("attention_mask")
+        real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        padded += batch["input_ids"].numel()
         with autocast:
-            summed, _ = loss_sum(model, batch)
+            summed, _ = loss_sum(model, batch, config.chunked_loss)
         # DDP averages gradients over ranks; scale so the result is the global token mean.
         (summed * world / global_targets).backward()
         total_loss += float(summed.detach())

@@ -20,7 +20,10 @@ def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opt
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate, betas=(0.9, 0.999))
+    fused = all(p.is_cuda for g in groups for p in g["params"]) or None  # one kernel per step on GPU
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=config.learning_rate, betas=(0.9, 0.999), fused=fused
+    )
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:

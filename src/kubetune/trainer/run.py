@@ -15,6 +15,9 @@ from kubetune.spec.job import JobSpec
 from kubetune.trainer import loop
 from kubetune.trainer.data.pipeline import prepare_data
 from kubetune.trainer.export import export_adapter, export_merged
+from kubetune.trainer.kernels.checkpointing import checkpoint_layers
+from kubetune.trainer.kernels.compilation import compile_layers
+from kubetune.trainer.kernels.packed_attention import use_packed_attention
 from kubetune.trainer.metrics import MetricsWriter
 from kubetune.trainer.model_loading import apply_method, count_parameters, load_model, load_tokenizer, resolve_local
 from kubetune.trainer.optim import build_optimizer, build_scheduler
@@ -75,9 +78,13 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_path, config.model, training.precision)
     if training.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpoint_layers(model, training.gradient_checkpointing_fraction)
         model.config.use_cache = False
     model = apply_method(model, config).to(device)
+    if training.packing:
+        use_packed_attention(model)
+    if training.compile:
+        compile_layers(model)
     trainable, total = count_parameters(model)
     print(f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters", flush=True)
 
