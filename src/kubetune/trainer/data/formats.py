@@ -166,7 +166,7 @@ class Tokenizer:
         self.max_seq_len = max_seq_len
         self.truncated = 0
         self.label_index = {name: index for index, name in enumerate(label_names or [])}
-        if tokenizer.eos_token_id is None:
+        if tokenizer.eos_token_id is None and config.format != "classification":
             raise DataError("the tokenizer defines no end-of-sequence token")
         if config.format == "messages" and not getattr(tokenizer, "chat_template", None):
             raise DataError(
