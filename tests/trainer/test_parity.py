@@ -81,5 +81,7 @@ def test_batch_8_equals_batch_2_times_4_accumulation(tmp_path, smollm2_dir):
         results[batch] = (result.losses, load_file(result.adapter_dir / "adapter_model.safetensors"))
     (losses_a, weights_a), (losses_b, weights_b) = results[8], results[2]
     assert losses_a == pytest.approx(losses_b, rel=1e-4)
+    # Adam turns float noise in near-zero gradients into +-lr steps on single elements, so compare
+    # each trained tensor as a whole.
     for name, tensor in weights_a.items():
-        torch.testing.assert_close(tensor, weights_b[name], rtol=1e-4, atol=1e-6)
+        assert (tensor - weights_b[name]).norm() <= 1e-3 * tensor.norm(), name
