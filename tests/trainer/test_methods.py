@@ -95,3 +95,23 @@ def test_metrics_eval_loss_plot_and_exports_load_with_plain_libraries(tmp_path, 
     with torch.no_grad():
         torch.testing.assert_close(merged(**ids).logits, adapted(**ids).logits, rtol=1e-4, atol=1e-4)
     assert (result.merged_dir / "generation_config.json").is_file()
+
+
+def test_gradient_checkpointing_gives_the_same_losses_and_bf16_stays_close(tmp_path, smollm2_dir, four_rows):
+    losses = {}
+    for name, training in (
+        ("fp32", {}),
+        ("checkpointed", {"gradient_checkpointing": True}),
+        ("bf16", {"precision": "bf16"}),
+    ):
+        spec = make_spec(
+            smollm2_dir,
+            four_rows,
+            tmp_path / name,
+            training={"max_steps": 3, "learning_rate": 3e-3, **training},
+            output={"save_adapter": False, "save_merged": False},
+        )
+        losses[name] = run_training(spec, tmp_path / name).losses
+    assert losses["checkpointed"] == pytest.approx(losses["fp32"], rel=1e-4)
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
+    assert losses["bf16"][-1] < losses["bf16"][0]
