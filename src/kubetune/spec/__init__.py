@@ -7,6 +7,8 @@ from kubetune.spec.trainer import (
     LoraConfig,
     ModelConfig,
     OutputConfig,
+    PeftPassThrough,
+    PromptLearningConfig,
     TrainingConfig,
 )
 
@@ -17,6 +19,8 @@ __all__ = [
     "LoraConfig",
     "ModelConfig",
     "OutputConfig",
+    "PeftPassThrough",
+    "PromptLearningConfig",
     "TrainingConfig",
     "load_job_file",
 ]
