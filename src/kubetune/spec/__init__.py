@@ -8,6 +8,8 @@ from kubetune.spec.trainer import (
     LoraConfig,
     ModelConfig,
     OutputConfig,
+    PeftPassThrough,
+    PromptLearningConfig,
     TrainingConfig,
 )
 
@@ -22,6 +24,8 @@ __all__ = [
     "ModelConfig",
     "ModelInitializer",
     "OutputConfig",
+    "PeftPassThrough",
+    "PromptLearningConfig",
     "ResourcesSpec",
     "S3Options",
     "SecretRef",

@@ -6,15 +6,21 @@ SDK ``train()``, YAML load) before any compute is spent. Unknown fields are reje
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from kubetune.spec.base import StrictModel
 
-Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt"]
-DataFormat = Literal["alpaca", "messages", "completion", "text"]
+Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
 Precision = Literal["fp32", "bf16"]
+Distributed = Literal["ddp", "fsdp"]
+
+#: Methods whose adapter can be folded into the base weights for the ``merged/`` export.
+MERGEABLE_METHODS = ("lora", "qlora", "dora")
+#: PEFT types (pass-through ``peft.type``) whose adapters can be merged into the base weights.
+MERGEABLE_PEFT_TYPES = ("lora", "ia3", "loha", "lokr", "adalora", "boft", "oft", "vera", "fourierft")
 
 
 class ModelConfig(StrictModel):
@@ -43,6 +49,8 @@ class DatasetConfig(StrictModel):
     - ``messages``: ``messages`` (a list of ``{"role", "content"}``), rendered with the
       tokenizer's chat template
     - ``text``: ``text`` (plain language modelling; every token is a target)
+    - ``classification``: ``text``, ``label`` (a class name or index; needs
+      ``model.task: sequence-classification``)
     """
 
     path: str | None = Field(
@@ -62,6 +70,11 @@ class DatasetConfig(StrictModel):
     train_on_inputs: bool = Field(
         default=False, description="Also train on prompt tokens (default: response tokens only)."
     )
+    labels: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        description="Class names for 'classification', in index order (default: sorted distinct labels).",
+    )
 
     @model_validator(mode="after")
     def _check_preprocess(self) -> DatasetConfig:
@@ -77,7 +90,33 @@ class LoraConfig(StrictModel):
     alpha: float = Field(default=32.0, gt=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
-    use_rslora: bool = False
+    use_rslora: bool = Field(default=False, description="Scale by alpha/sqrt(r) instead of alpha/r (rsLoRA).")
+
+
+class PromptLearningConfig(StrictModel):
+    """Virtual-token settings, used by the ``prefix`` and ``prompt`` methods."""
+
+    num_virtual_tokens: int = Field(default=20, ge=1)
+    init_text: str | None = Field(
+        default=None, description="Prompt tuning only: initialise the virtual tokens from this text."
+    )
+    prefix_projection: bool = Field(default=False, description="Prefix tuning only: reparameterise with an MLP.")
+
+
+class PeftPassThrough(StrictModel):
+    """Any other PEFT method, by name: ``{type: ia3, target_modules: [...], ...}``.
+
+    ``type`` is the PEFT type (``ia3``, ``loha``, ``lokr``, ``adalora``, ``vera``, ...); every
+    other key is passed unchanged to that method's PEFT config class.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    type: str = Field(description="PEFT method name, e.g. 'ia3'.")
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments for the PEFT config class (everything except ``type``)."""
+        return dict(self.model_extra or {})
 
 
 class TrainingConfig(StrictModel):
@@ -107,6 +146,17 @@ class TrainingConfig(StrictModel):
     )
     compile: bool = Field(default=False, description="torch.compile each decoder layer.")
     log_every: int = Field(default=1, ge=1)
+    eval_every: int | None = Field(
+        default=None, ge=1, description="Eval loss every N steps (and at the end) when there is an eval split."
+    )
+    checkpoint_every: int | None = Field(default=None, ge=1, description="Checkpoint every N steps (and at the end).")
+    keep_checkpoints: int = Field(default=2, ge=1, description="Keep the newest K checkpoints.")
+    resume: Literal["auto", "never"] = Field(
+        default="auto", description="'auto': continue from the newest complete checkpoint in the run directory."
+    )
+    distributed: Distributed = Field(
+        default="ddp", description="Multi-process strategy: 'ddp' (replicate) or 'fsdp' (FSDP2, full fine-tunes)."
+    )
 
 
 class OutputConfig(StrictModel):
@@ -123,13 +173,37 @@ class LLMConfig(StrictModel):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     method: Method = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
+    peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @model_validator(mode="after")
-    def _check_causal_only_options(self) -> LLMConfig:
+    def _check_combination(self) -> LLMConfig:
+        if self.method == "peft" and self.peft is None:
+            raise ValueError("method 'peft' needs a 'peft' section naming the PEFT type, e.g. peft: {type: ia3}")
+        if self.method != "peft" and self.peft is not None:
+            raise ValueError(f"a 'peft' section is only used with method 'peft' (method is {self.method!r})")
         if self.model.task != "causal-lm":
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name):
                     raise ValueError(f"training.{name} needs model.task 'causal-lm'")
+        if self.method in ("prefix", "prompt"):
+            for name in ("packing", "chunked_loss"):
+                if getattr(self.training, name):
+                    raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
+        classify = self.model.task == "sequence-classification"
+        if (self.dataset.format == "classification") != classify:
+            raise ValueError(
+                "dataset.format 'classification' and model.task 'sequence-classification' go together "
+                f"(got format {self.dataset.format!r}, task {self.model.task!r})"
+            )
+        if self.training.distributed == "fsdp" and self.method != "full":
+            raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
         return self
+
+    def is_mergeable(self) -> bool:
+        """Whether the trained adapter can be merged into the base weights (LoRA-like methods)."""
+        if self.method == "peft":
+            return self.peft is not None and self.peft.type.lower() in MERGEABLE_PEFT_TYPES
+        return self.method in MERGEABLE_METHODS

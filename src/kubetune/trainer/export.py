@@ -30,18 +30,29 @@ def export_adapter(model, tokenizer, output_dir: Path) -> Path:
     return final
 
 
-def export_merged(model, tokenizer, output_dir: Path, is_peft: bool) -> Path:
+def export_merged(model, tokenizer, output_dir: Path, is_peft: bool, state_dict: dict | None = None) -> Path:
     """Merge adapter weights into the base (if any) and save safetensors to ``output_dir/merged``.
 
-    The result loads with ``AutoModelForCausalLM.from_pretrained`` alone. Merging modifies
-    ``model``; call this last.
+    The result loads with ``AutoModelForCausalLM`` (or ``AutoModelForSequenceClassification``)
+    alone. Merging modifies ``model``; call this last. ``state_dict`` gives the full weights of
+    a model whose parameters are sharded across processes (FSDP).
     """
     final = output_dir / "merged"
     tmp = _fresh(final)
     merged = model.merge_and_unload() if is_peft else model
-    merged.save_pretrained(tmp, safe_serialization=True)
+    merged.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     if getattr(merged, "generation_config", None) is not None and not (tmp / "generation_config.json").exists():
         merged.generation_config.save_pretrained(tmp)
     _publish(tmp, final)
     return final
+
+
+def reload_merged_qlora(load_base, adapter_dir: Path):
+    """A QLoRA adapter merged into a full-precision copy of the base (4-bit weights cannot be saved plainly).
+
+    ``load_base()`` returns the base model in the training precision, not quantized.
+    """
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(load_base(), adapter_dir)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import TrainingConfig
-from kubetune.trainer.data.batching import collate, micro_batches
+from kubetune.trainer.data.batching import collate, eval_batches, micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
 from kubetune.trainer.data.packing import collate_packed
 from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
@@ -20,23 +22,32 @@ from kubetune.trainer.metrics import MetricsWriter
 def loss_sum(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], chunked_loss: bool = False
 ) -> tuple[torch.Tensor, int]:
-    """Summed next-token cross-entropy over target tokens, and how many targets there were.
+    """Summed loss over the batch's targets, and how many targets there were.
 
     Every batch entry except ``labels`` goes to the model (``attention_mask`` for padded
-    batches; ``position_ids`` and sequence boundaries for packed ones). ``chunked_loss`` runs
-    the decoder alone and fuses the LM head with the loss, never holding full fp32 logits.
+    batches; ``position_ids`` and sequence boundaries for packed ones).
+
+    Language modelling: next-token cross-entropy over every labelled token. Prompt tuning
+    prepends virtual tokens to the logits; only the positions of the real tokens are scored.
+    ``chunked_loss`` runs the decoder alone and fuses the LM head with the loss, never holding
+    full fp32 logits. Classification (1-D ``labels``): cross-entropy of each row's class.
     """
+    labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if "position_ids" in inputs:
         # A KV cache makes transformers skip the per-example mask it derives from position_ids.
         inputs["use_cache"] = False
+    if labels.ndim == 1:
+        logits = model(**inputs).logits
+        return F.cross_entropy(logits.float(), labels, reduction="sum"), labels.numel()
     if chunked_loss:
-        labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+        shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
         hidden = model.get_decoder()(**inputs).last_hidden_state
-        total = linear_cross_entropy_sum(hidden, model.get_output_embeddings().weight, labels)
-        return total, int((labels != IGNORE_INDEX).sum())
+        total = linear_cross_entropy_sum(hidden, model.get_output_embeddings().weight, shifted)
+        return total, int((shifted != IGNORE_INDEX).sum())
     logits = model(**inputs).logits
-    labels = batch["labels"][:, 1:]
+    logits = logits[:, -labels.size(1) :, :]
+    labels = labels[:, 1:]
     logits = logits[:, :-1, :]
     total = F.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
@@ -46,7 +57,7 @@ def loss_sum(
 
 def steps_per_epoch(num_examples: int, config: TrainingConfig, world_size: int) -> int:
     """Optimizer steps in one pass over ``num_examples``."""
-    micro = math.ceil(num_examples / (config.batch_size * world_size))
+    micro = micro_batches_per_epoch(num_examples, config.batch_size, world_size)
     return max(1, math.ceil(micro / config.gradient_accumulation_steps))
 
 
@@ -55,6 +66,14 @@ def total_steps(num_examples: int, config: TrainingConfig, world_size: int = 1) 
     if config.max_steps is not None:
         return config.max_steps
     return max(1, math.ceil(steps_per_epoch(num_examples, config, world_size) * config.epochs))
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _autocast(config: TrainingConfig, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
 
 @dataclass
@@ -111,41 +130,68 @@ def train_step(
 ) -> StepResult:
     """One optimizer step over the accumulated micro-batches.
 
-    The loss is the mean over every target token of the accumulated batch (not a mean of
-    per-micro-batch means), so ``batch_size=8`` equals ``batch_size=2`` x 4 accumulation steps.
+    The loss is the mean over every target token of the accumulated batch on all ranks (not a
+    mean of per-micro-batch means), so ``batch_size=8`` equals ``batch_size=2`` x 4
+    accumulation steps, and 2 ranks x 4 equals 1 rank x 8.
     """
     targets = sum(ex.num_targets for mb in micro for ex in mb)
-    targets_t = torch.tensor([targets], dtype=torch.float64)
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    targets_t = torch.tensor([targets], dtype=torch.float64, device=device)
+    distributed = _distributed()
     world = torch.distributed.get_world_size() if distributed else 1
     if distributed:
         torch.distributed.all_reduce(targets_t)
     global_targets = float(targets_t.item())
     total_loss = 0.0
     real = padded = 0
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-    for mb in micro:
+    can_defer_sync = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+    for index, mb in enumerate(micro):
         host = collate_packed(mb) if config.packing else collate(mb, pad_token_id)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in host.items()}
         mask = batch.get("attention_mask")
         real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
         padded += batch["input_ids"].numel()
-        with autocast:
-            summed, _ = loss_sum(model, batch, config.chunked_loss)
-        # DDP averages gradients over ranks; scale so the result is the global token mean.
-        (summed * world / global_targets).backward()
+        last = index == len(micro) - 1
+        sync = model.no_sync() if can_defer_sync and not last else contextlib.nullcontext()
+        with sync:
+            with _autocast(config, device):
+                summed, _ = loss_sum(model, batch, config.chunked_loss)
+            # DDP and FSDP average gradients over ranks; scale so the result is the global token mean.
+            (summed * world / global_targets).backward()
         total_loss += float(summed.detach())
     grad_norm = None
     if config.max_grad_norm is not None:
-        grad_norm = float(
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
-        )
+        norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.max_grad_norm)
+        grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    loss_t = torch.tensor([total_loss], dtype=torch.float64)
+    sums = torch.tensor([total_loss, real, padded], dtype=torch.float64, device=device)
     if distributed:
-        torch.distributed.all_reduce(loss_t)
-    return StepResult(float(loss_t.item()) / global_targets, grad_norm, real, padded, targets)
+        torch.distributed.all_reduce(sums)
+    return StepResult(float(sums[0]) / global_targets, grad_norm, int(sums[1]), int(sums[2]), targets)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, examples: list[Example], config: TrainingConfig, pad_token_id: int, device: torch.device
+) -> float:
+    """Mean loss per target over ``examples`` (shared out over the ranks)."""
+    distributed = _distributed()
+    rank = torch.distributed.get_rank() if distributed else 0
+    world = torch.distributed.get_world_size() if distributed else 1
+    # DDP's forward may broadcast buffers (a collective); the wrapped module needs none.
+    forward_model = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    forward_model.eval()
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    for examples_mb, counts in eval_batches(examples, config.batch_size, rank, world):
+        batch = {k: v.to(device) for k, v in collate(examples_mb, pad_token_id).items()}
+        with _autocast(config, device):
+            summed, targets = loss_sum(forward_model, batch)
+        if counts:
+            sums += torch.tensor([float(summed), targets], dtype=torch.float64, device=device)
+    forward_model.train()
+    if distributed:
+        torch.distributed.all_reduce(sums)
+    return float(sums[0] / sums[1])
 
 
 def run_loop(
@@ -159,8 +205,14 @@ def run_loop(
     device: torch.device,
     metrics: MetricsWriter,
     start_step: int = 0,
+    eval_examples: list[Example] | None = None,
+    on_step_end: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step."""
+    """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
+
+    With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
+    the last step. ``on_step_end(step)`` runs after each step (checkpointing).
+    """
     model.train()
     losses: list[float] = []
     batches = iter(stream)
@@ -172,7 +224,10 @@ def run_loop(
         scheduler.step()
         losses.append(result.loss)
         seconds = time.perf_counter() - started
-        if step % config.log_every == 0 or step == steps:
+        eval_loss = None
+        if eval_examples and (step == steps or (config.eval_every and step % config.eval_every == 0)):
+            eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device), 6)
+        if step % config.log_every == 0 or step == steps or eval_loss is not None:
             metrics.log(
                 step,
                 loss=round(result.loss, 6),
@@ -181,6 +236,9 @@ def run_loop(
                 tokens_per_s=round(result.real_tokens / seconds, 1),
                 real_tokens=result.real_tokens,
                 padded_tokens=result.padded_tokens,
+                eval_loss=eval_loss,
                 epoch=stream.position.epoch,
             )
+        if on_step_end is not None:
+            on_step_end(step)
     return losses

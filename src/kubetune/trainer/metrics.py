@@ -53,3 +53,43 @@ class MetricsWriter:
                 parts.append(f"eta {format_duration(eta)}")
             print(" | ".join(parts), flush=True)
         return record
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a ``metrics.jsonl`` file (an empty list when it does not exist)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_metrics(path: Path, after_step: int) -> None:
+    """Drop records of steps after ``after_step``: a resumed run logs them again."""
+    kept = [record for record in read_metrics(path) if record["step"] <= after_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:
+    """Draw training (and eval) loss per step from ``metrics.jsonl`` into a PNG."""
+    records = read_metrics(metrics_path)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot([r["step"] for r in records], [r["loss"] for r in records], label="train loss")
+    evals = [r for r in records if r.get("eval_loss") is not None]
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="eval loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(image_path)
+    plt.close(fig)
+    return image_path

@@ -10,6 +10,7 @@ import torch
 from kubetune.errors import ConfigError, ModelError
 from kubetune.initializers.package_files import is_package_uri, resolve_package_file
 from kubetune.spec.trainer import LLMConfig, ModelConfig
+from kubetune.trainer.kernels.checkpointing import checkpoint_layers
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,42 @@ def load_tokenizer(path: Path, config: ModelConfig):
     return tokenizer
 
 
-def load_model(path: Path, config: ModelConfig, precision: str):
+def check_environment(config: LLMConfig) -> None:
+    """Refuse a config this machine cannot run, before anything is loaded.
+
+    Raises:
+        ConfigError: QLoRA without a CUDA GPU or without bitsandbytes.
+    """
+    if config.method != "qlora":
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            "method 'qlora' needs a CUDA GPU (4-bit NF4 weights via bitsandbytes); this machine has none: "
+            "use method 'lora' on CPU"
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ConfigError("method 'qlora' needs the bitsandbytes package: pip install bitsandbytes") from None
+
+
+def load_model(
+    path: Path,
+    config: ModelConfig,
+    precision: str,
+    label_names: list[str] | None = None,
+    pad_token_id: int | None = None,
+    quantize_4bit_on: torch.device | None = None,
+):
     """Load the causal LM (or classifier) in the training precision, ready to save normally.
+
+    Args:
+        path: model folder or ``.gguf`` file.
+        config: the model section of the trainer config.
+        precision: ``fp32`` or ``bf16`` (also the compute dtype of 4-bit layers).
+        label_names: classification only: the classes, in index order.
+        pad_token_id: classification only: lets decoder classifiers find the last real token.
+        quantize_4bit_on: load the weights as 4-bit NF4 (QLoRA) on this CUDA device.
 
     Raises:
         ModelError: missing files, or an architecture transformers does not know.
@@ -65,16 +100,25 @@ def load_model(path: Path, config: ModelConfig, precision: str):
     import transformers
 
     location, extra = _pretrained_args(path)
-    auto = (
-        transformers.AutoModelForSequenceClassification
-        if config.task == "sequence-classification"
-        else transformers.AutoModelForCausalLM
-    )
+    classify = config.task == "sequence-classification"
+    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
     kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code, **extra}
-    if config.num_labels is not None:
+    if classify and label_names:
+        kwargs["num_labels"] = len(label_names)
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {name: index for index, name in enumerate(label_names)}
+    elif config.num_labels is not None:
         kwargs["num_labels"] = config.num_labels
     if config.attn_implementation:
         kwargs["attn_implementation"] = config.attn_implementation
+    if quantize_4bit_on is not None:
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=DTYPES[precision],
+        )
+        kwargs["device_map"] = {"": quantize_4bit_on}
     try:
         model = auto.from_pretrained(location, **kwargs)
     except (OSError, ValueError, KeyError) as err:
@@ -86,19 +130,35 @@ def load_model(path: Path, config: ModelConfig, precision: str):
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.is_quantized = False
+    if classify and pad_token_id is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
     return model
 
 
-def apply_method(model, config: LLMConfig):
-    """Prepare ``model`` for the fine-tuning method: all weights, or a PEFT adapter."""
-    if config.method == "full":
-        return model
-    if config.method in ("lora", "dora"):
-        from peft import LoraConfig, TaskType, get_peft_model
+def prepare_for_training(model, config: LLMConfig):
+    """Gradient checkpointing and (for QLoRA) the k-bit training preparation of PEFT."""
+    if config.training.gradient_checkpointing:
+        checkpoint_layers(model, config.training.gradient_checkpointing_fraction)
+        model.config.use_cache = False
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
 
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=config.training.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    return model
+
+
+def _peft_config(config: LLMConfig, model_path: Path):
+    """The PEFT config object for ``config.method`` (None for a full fine-tune)."""
+    import peft
+
+    task = peft.TaskType.SEQ_CLS if config.model.task == "sequence-classification" else peft.TaskType.CAUSAL_LM
+    if config.method in ("lora", "dora", "qlora"):
         lora = config.lora
-        task = TaskType.SEQ_CLS if config.model.task == "sequence-classification" else TaskType.CAUSAL_LM
-        peft_config = LoraConfig(
+        return peft.LoraConfig(
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
@@ -107,8 +167,50 @@ def apply_method(model, config: LLMConfig):
             use_dora=config.method == "dora",
             task_type=task,
         )
+    virtual = config.prompt_learning
+    if config.method == "prefix":
+        return peft.PrefixTuningConfig(
+            task_type=task, num_virtual_tokens=virtual.num_virtual_tokens, prefix_projection=virtual.prefix_projection
+        )
+    if config.method == "prompt":
+        from_text = virtual.init_text is not None
+        return peft.PromptTuningConfig(
+            task_type=task,
+            num_virtual_tokens=virtual.num_virtual_tokens,
+            prompt_tuning_init=peft.PromptTuningInit.TEXT if from_text else peft.PromptTuningInit.RANDOM,
+            prompt_tuning_init_text=virtual.init_text,
+            tokenizer_name_or_path=str(model_path) if from_text else None,
+        )
+    assert config.peft is not None  # guaranteed by LLMConfig validation
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    by_name = {str(getattr(key, "value", key)).lower(): cls for key, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
+    config_cls = by_name.get(config.peft.type.lower())
+    if config_cls is None:
+        raise ConfigError(f"peft.type: unknown PEFT method {config.peft.type!r}; known: {', '.join(sorted(by_name))}")
+    options = {"task_type": task, **config.peft.options()}
+    try:
+        return config_cls(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"peft: invalid options for {config.peft.type!r}: {str(err).splitlines()[0]}") from None
+
+
+def apply_method(model, config: LLMConfig, model_path: Path):
+    """Prepare ``model`` for the fine-tuning method: all weights trainable, or a PEFT adapter.
+
+    Raises:
+        ConfigError: the PEFT method or its options do not fit this model (e.g. target
+            modules it does not have).
+    """
+    if config.method == "full":
+        return model
+    from peft import get_peft_model
+
+    peft_config = _peft_config(config, model_path)
+    try:
         return get_peft_model(model, peft_config)
-    raise ConfigError(f"method {config.method!r} is not available in this build of the trainer")
+    except ValueError as err:
+        raise ConfigError(f"method {config.method!r}: {str(err).splitlines()[0]}") from None
 
 
 def count_parameters(model) -> tuple[int, int]:

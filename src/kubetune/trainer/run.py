@@ -2,27 +2,40 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from kubetune.spec.job import JobSpec
 from kubetune.trainer import loop
+from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kubetune.trainer.data.pipeline import prepare_data
-from kubetune.trainer.export import export_adapter, export_merged
-from kubetune.trainer.kernels.checkpointing import checkpoint_layers
+from kubetune.trainer.distributed import (
+    DistributedContext,
+    close_distributed,
+    init_distributed,
+    unwrap_model,
+    wrap_model,
+)
+from kubetune.trainer.export import export_adapter, export_merged, reload_merged_qlora
 from kubetune.trainer.kernels.compilation import compile_layers
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
-from kubetune.trainer.metrics import MetricsWriter
-from kubetune.trainer.model_loading import apply_method, count_parameters, load_model, load_tokenizer, resolve_local
+from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
+from kubetune.trainer.model_loading import (
+    apply_method,
+    check_environment,
+    count_parameters,
+    load_model,
+    load_tokenizer,
+    prepare_for_training,
+    resolve_local,
+)
 from kubetune.trainer.optim import build_optimizer, build_scheduler
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -34,11 +47,13 @@ class TrainResult:
     merged_dir: Path | None
     steps: int
     losses: list[float] = field(default_factory=list)
+    resumed_from: Path | None = None
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python and torch RNGs."""
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
@@ -52,53 +67,145 @@ def write_resolved_config(spec: JobSpec, output_dir: Path) -> Path:
     return path
 
 
+def say(ctx: DistributedContext, message: str) -> None:
+    """Print a progress line from rank 0 only."""
+    if ctx.is_main:
+        print(message, flush=True)
+
+
 def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     """Fine-tune as ``spec.trainer`` says, writing everything under ``run_dir/output``.
 
-    Data and model are checked (tokenizer, dataset columns, model files) before the first
-    step, so user errors surface as :class:`~kubetune.errors.KubetuneError` before compute.
+    Run under ``torchrun`` it trains with every process of the job (DDP or FSDP2). The
+    environment, data and model are checked (QLoRA hardware, tokenizer, dataset columns, model
+    files) before the first step, so user errors surface as
+    :class:`~kubetune.errors.KubetuneError` before compute is spent.
     """
+    config = spec.trainer
+    check_environment(config)
+    ctx = init_distributed()
+    try:
+        return _train(spec, run_dir, ctx)
+    finally:
+        close_distributed()
+
+
+def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult:
     config = spec.trainer
     training = config.training
     output_dir = run_dir / "output"
-    write_resolved_config(spec, output_dir)
+    if ctx.is_main:
+        write_resolved_config(spec, output_dir)
     seed_everything(training.seed)
 
     model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, run_dir / "dataset", "trainer.dataset.path")
     tokenizer = load_tokenizer(model_path, config.model)
     data = prepare_data(config.dataset, dataset_path, tokenizer, training.max_seq_len, training.seed)
-    print(
+    say(
+        ctx,
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
         f"({data.truncated} truncated to {training.max_seq_len} tokens, "
         f"{data.dropped_without_targets} without targets dropped)",
-        flush=True,
     )
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(model_path, config.model, training.precision)
-    if training.gradient_checkpointing:
-        checkpoint_layers(model, training.gradient_checkpointing_fraction)
-        model.config.use_cache = False
-    model = apply_method(model, config).to(device)
+    quantize_on = ctx.device if config.method == "qlora" else None
+    model = load_model(
+        model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
+    )
+    model = prepare_for_training(model, config)
+    # Adapter initialisation draws random numbers: seed right before it so the initial weights
+    # depend on the seed alone (not on what loading the model consumed).
+    torch.manual_seed(training.seed)
+    model = apply_method(model, config, model_path)
+    if quantize_on is None:
+        model = model.to(ctx.device)
     if training.packing:
         use_packed_attention(model)
     if training.compile:
         compile_layers(model)
     trainable, total = count_parameters(model)
-    print(f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters", flush=True)
+    say(
+        ctx,
+        f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters | "
+        f"{ctx.world_size} process(es) on {ctx.device.type}"
+        + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
+    )
+    model = wrap_model(model, ctx, training.distributed)
 
-    steps = loop.total_steps(len(data.train), training)
+    steps = loop.total_steps(len(data.train), training, ctx.world_size)
     optimizer = build_optimizer(model, training)
     scheduler = build_scheduler(optimizer, training, steps)
-    stream = loop.MicroBatchStream(data.train, training, rank=0, world_size=1)
-    metrics = MetricsWriter(output_dir / "metrics.jsonl", steps)
-    losses = loop.run_loop(
-        model, stream, optimizer, scheduler, training, steps, tokenizer.pad_token_id, device, metrics
-    )
+    stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
 
+    checkpoints = output_dir / "checkpoints"
+    start_step = 0
+    resumed_from = latest_checkpoint(checkpoints) if training.resume == "auto" else None
+    if resumed_from is not None:
+        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx)
+        start_step, stream.position = point.step, point.position
+        say(ctx, f"resumed from {resumed_from} (step {start_step} of {steps})")
+    metrics_path = output_dir / "metrics.jsonl"
+    if ctx.is_main:
+        truncate_metrics(metrics_path, start_step)
+    metrics = MetricsWriter(metrics_path, steps, enabled=ctx.is_main, start_step=start_step)
+
+    def checkpoint(step: int) -> None:
+        every = training.checkpoint_every
+        if every is not None and (step % every == 0 or step == steps):
+            path = save_checkpoint(
+                checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
+            )
+            say(ctx, f"checkpoint: {path}")
+
+    losses = loop.run_loop(
+        model,
+        stream,
+        optimizer,
+        scheduler,
+        training,
+        steps,
+        tokenizer.pad_token_id,
+        ctx.device,
+        metrics,
+        start_step=start_step,
+        eval_examples=data.eval,
+        on_step_end=checkpoint,
+    )
+    adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, spec, model_path)
+    if ctx.is_main:
+        plot_losses(metrics_path, output_dir / "loss.png")
+    ctx.barrier()
+    return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
+
+
+def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, spec: JobSpec, model_path: Path):
+    """Write ``adapter/`` and ``merged/`` from rank 0; returns their paths (None when not written)."""
+    config = spec.trainer
+    model = unwrap_model(model)
     model.eval()
     is_peft = config.method != "full"
-    adapter_dir = export_adapter(model, tokenizer, output_dir) if is_peft and config.output.save_adapter else None
-    merged_dir = export_merged(model, tokenizer, output_dir, is_peft) if config.output.save_merged else None
-    return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses)
+    full_state = None
+    if ctx.world_size > 1 and config.training.distributed == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    adapter_dir = merged_dir = None
+    if ctx.is_main:
+        want_adapter = is_peft and (config.output.save_adapter or config.method == "qlora")
+        if want_adapter:
+            adapter_dir = export_adapter(model, tokenizer, output_dir)
+        if config.output.save_merged and is_peft and not config.is_mergeable():
+            print(
+                f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
+                "load adapter/ with peft.AutoPeftModel instead",
+                flush=True,
+            )
+        elif config.output.save_merged:
+            if config.method == "qlora":
+                model = reload_merged_qlora(
+                    lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
+                )
+            merged_dir = export_merged(model, tokenizer, output_dir, is_peft, full_state)
+        say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
+    return adapter_dir, merged_dir

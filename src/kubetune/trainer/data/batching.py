@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 
@@ -18,7 +19,11 @@ def epoch_order(num_examples: int, epoch: int, seed: int) -> list[int]:
 
 
 def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad examples to the longest one; padding is masked out of attention and loss."""
+    """Right-pad examples to the longest one; padding is masked out of attention and loss.
+
+    Language-modelling examples give ``labels`` of shape (batch, length); classification
+    examples give one class index per row, shape (batch,).
+    """
     longest = max(len(ex.input_ids) for ex in examples)
     input_ids = torch.full((len(examples), longest), pad_token_id, dtype=torch.long)
     labels = torch.full((len(examples), longest), IGNORE_INDEX, dtype=torch.long)
@@ -26,19 +31,50 @@ def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tenso
     for row, ex in enumerate(examples):
         n = len(ex.input_ids)
         input_ids[row, :n] = torch.tensor(ex.input_ids)
-        labels[row, :n] = torch.tensor(ex.labels)
+        if ex.class_label is None:
+            labels[row, :n] = torch.tensor(ex.labels)
         attention[row, :n] = 1
+    if examples[0].class_label is not None:
+        labels = torch.tensor([ex.class_label for ex in examples], dtype=torch.long)
     return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def micro_batches_per_epoch(num_examples: int, batch_size: int, world_size: int = 1) -> int:
+    """How many micro-batches each rank gets per epoch (see :func:`micro_batches`)."""
+    full, rest = divmod(num_examples, batch_size * world_size)
+    return full + (1 if rest >= world_size else 0)
 
 
 def micro_batches(
     examples: list[Example], batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1
 ) -> Iterator[list[Example]]:
-    """Yield this rank's micro-batches for one epoch (a trailing partial batch is kept)."""
+    """Yield this rank's micro-batches for one epoch.
+
+    Each global batch of ``batch_size * world_size`` examples is dealt round-robin to the
+    ranks, so every rank yields the same number of micro-batches (a rank that ran out would
+    leave the others waiting in the gradient all-reduce). A trailing partial batch is kept
+    when it gives every rank at least one example; otherwise its fewer than ``world_size``
+    examples are skipped this epoch (the shuffle puts different ones last each epoch).
+    """
     order = epoch_order(len(examples), epoch, seed)
     global_batch = batch_size * world_size
     for start in range(0, len(order), global_batch):
         chunk = order[start : start + global_batch]
-        mine = chunk[rank::world_size]
-        if mine:
-            yield [examples[i] for i in mine]
+        if len(chunk) < world_size:
+            return
+        yield [examples[i] for i in chunk[rank::world_size]]
+
+
+def eval_batches(
+    examples: list[Example], batch_size: int, rank: int = 0, world_size: int = 1
+) -> Iterator[tuple[list[Example], bool]]:
+    """This rank's eval batches as ``(batch, counts)``; every rank yields the same number.
+
+    A rank whose share ran out gets a stand-in batch with ``counts=False``: it must still run
+    the forward pass (sharded models gather weights collectively) but its loss is ignored.
+    """
+    share = examples[rank::world_size]
+    rounds = math.ceil(math.ceil(len(examples) / world_size) / batch_size)
+    for index in range(rounds):
+        mine = share[index * batch_size : (index + 1) * batch_size]
+        yield (mine, True) if mine else (examples[:1], False)

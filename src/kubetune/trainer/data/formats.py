@@ -22,6 +22,7 @@ REQUIRED_COLUMNS = {
     "completion": ("prompt", "completion"),
     "messages": ("messages",),
     "text": ("text",),
+    "classification": ("text", "label"),
 }
 
 ALPACA_PROMPT = (
@@ -33,15 +34,50 @@ ALPACA_PROMPT = (
 
 @dataclass
 class Example:
-    """One tokenized training sequence."""
+    """One tokenized training sequence.
+
+    ``labels`` holds a target token per position (language modelling); a classification
+    example has no token targets and one ``class_label`` instead.
+    """
 
     input_ids: list[int]
     labels: list[int]
+    class_label: int | None = None
 
     @property
     def num_targets(self) -> int:
-        """How many tokens of this example the loss is computed on."""
+        """How many targets of this example the loss is computed on."""
+        if self.class_label is not None:
+            return 1
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def class_names(rows: list[dict], config: DatasetConfig, source: str) -> list[str]:
+    """The classes of a ``classification`` dataset, in label-index order.
+
+    ``dataset.labels`` wins; otherwise integer labels ``0..n-1`` name themselves, and string
+    labels are sorted.
+
+    Raises:
+        DataError: a row's label is not one of ``dataset.labels``, or fewer than two classes.
+    """
+    seen = [row["label"] for row in rows]
+    if config.labels is not None:
+        names = list(config.labels)
+        allowed = set(names) | {str(i) for i in range(len(names))}
+        for index, label in enumerate(seen):
+            if str(label) not in allowed:
+                raise DataError(f"{source}: row {index}: label {label!r} is not one of dataset.labels {names}")
+        return names
+    if all(isinstance(label, int) and not isinstance(label, bool) for label in seen):
+        if min(seen) < 0:
+            raise DataError(f"{source}: integer labels must be 0 or more (found {min(seen)})")
+        names = [str(i) for i in range(max(seen) + 1)]
+    else:
+        names = sorted({str(label) for label in seen})
+    if len(names) < 2:
+        raise DataError(f"{source}: a classification dataset needs at least two classes (found {names})")
+    return names
 
 
 def load_preprocess(import_path: str) -> Callable[[dict], dict]:
@@ -124,12 +160,13 @@ def _normalise_messages(messages: object, where: str) -> list[dict]:
 class Tokenizer:
     """Tokenizes rows of one format into :class:`Example` objects."""
 
-    def __init__(self, tokenizer, config: DatasetConfig, max_seq_len: int):
+    def __init__(self, tokenizer, config: DatasetConfig, max_seq_len: int, label_names: list[str] | None = None):
         self.tok = tokenizer
         self.config = config
         self.max_seq_len = max_seq_len
         self.truncated = 0
-        if tokenizer.eos_token_id is None:
+        self.label_index = {name: index for index, name in enumerate(label_names or [])}
+        if tokenizer.eos_token_id is None and config.format != "classification":
             raise DataError("the tokenizer defines no end-of-sequence token")
         if config.format == "messages" and not getattr(tokenizer, "chat_template", None):
             raise DataError(
@@ -154,6 +191,15 @@ class Tokenizer:
             labels[start:end] = ids[start:end]
         return Example(ids, labels)
 
+    def _classify(self, row: dict) -> Example:
+        ids = list(self.tok(str(row["text"]), add_special_tokens=True)["input_ids"])
+        label = str(row["label"])
+        index = self.label_index[label] if label in self.label_index else int(label)
+        if len(ids) > self.max_seq_len:
+            self.truncated += 1
+            ids = ids[: self.max_seq_len]
+        return Example(ids, [], class_label=index)
+
     def _chat_ids(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
         rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         return list(self.tok(rendered, add_special_tokens=False)["input_ids"])
@@ -161,6 +207,8 @@ class Tokenizer:
     def __call__(self, row: dict, where: str) -> Example:
         """Tokenize one (already column-mapped) row; ``where`` names it in errors."""
         fmt = self.config.format
+        if fmt == "classification":
+            return self._classify(row)
         if fmt == "alpaca":
             extra = str(row.get("input") or "")
             prompt = ALPACA_PROMPT.format(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kubetune.errors import DataError
 from kubetune.spec.trainer import DatasetConfig
-from kubetune.trainer.data.formats import Example, Tokenizer, map_columns
+from kubetune.trainer.data.formats import Example, Tokenizer, class_names, map_columns
 from kubetune.trainer.data.readers import read_rows
 
 
@@ -21,6 +21,7 @@ class PreparedData:
     rows_read: int
     truncated: int
     dropped_without_targets: int
+    label_names: list[str] | None = None
 
 
 def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int, seed: int) -> PreparedData:
@@ -33,7 +34,8 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
     if config.max_samples is not None:
         rows = rows[: config.max_samples]
     rows = map_columns(rows, config, source=str(path))
-    tokenize = Tokenizer(tokenizer, config, max_seq_len)
+    label_names = class_names(rows, config, str(path)) if config.format == "classification" else None
+    tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
     examples: list[Example] = []
     dropped = 0
     for index, row in enumerate(rows):
@@ -57,4 +59,4 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
         eval_ids = set(order[:n_eval])
         eval_examples = [ex for i, ex in enumerate(examples) if i in eval_ids]
         examples = [ex for i, ex in enumerate(examples) if i not in eval_ids]
-    return PreparedData(examples, eval_examples, len(rows), tokenize.truncated, dropped)
+    return PreparedData(examples, eval_examples, len(rows), tokenize.truncated, dropped, label_names)
