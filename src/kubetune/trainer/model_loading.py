@@ -151,7 +151,7 @@ def prepare_for_training(model, config: LLMConfig):
     return model
 
 
-def _peft_config(config: LLMConfig, model_path: Path):
+def _peft_config(config: LLMConfig, model_path: Path | None):
     """The PEFT config object for ``config.method`` (None for a full fine-tune)."""
     import peft
 
@@ -174,6 +174,8 @@ def _peft_config(config: LLMConfig, model_path: Path):
         )
     if config.method == "prompt":
         from_text = virtual.init_text is not None
+        if from_text and model_path is None:
+            raise ConfigError("prompt_learning.init_text needs the model's tokenizer folder")
         return peft.PromptTuningConfig(
             task_type=task,
             num_virtual_tokens=virtual.num_virtual_tokens,
@@ -195,8 +197,10 @@ def _peft_config(config: LLMConfig, model_path: Path):
         raise ConfigError(f"peft: invalid options for {config.peft.type!r}: {str(err).splitlines()[0]}") from None
 
 
-def apply_method(model, config: LLMConfig, model_path: Path):
+def apply_method(model, config: LLMConfig, model_path: Path | None = None):
     """Prepare ``model`` for the fine-tuning method: all weights trainable, or a PEFT adapter.
+
+    ``model_path`` is where the tokenizer lives (prompt tuning initialised from text reads it).
 
     Raises:
         ConfigError: the PEFT method or its options do not fit this model (e.g. target
