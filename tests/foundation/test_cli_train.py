@@ -57,8 +57,14 @@ def test_cli_train_from_packaged_gguf_exports_adapter_and_merged_model(tmp_path)
     result = kubetune_cli("train", "-f", str(job))
     assert result.returncode == 0, result.stderr[-3000:]
     output = tmp_path / "run" / "output"
-    assert f"adapter: {output / 'adapter'}" in result.stdout
-    assert f"merged:  {output / 'merged'}" in result.stdout
+    printed = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and ":" in line
+    }
+    assert printed["adapter"] == str(output / "adapter")
+    assert printed["merged"] == str(output / "merged")
+    assert printed["loss curve"] == str(output / "loss.png")
     assert (output / "adapter" / "adapter_config.json").is_file()
     assert (output / "adapter" / "adapter_model.safetensors").is_file()
     assert (output / "merged" / "model.safetensors").is_file()

@@ -8,46 +8,20 @@ from pathlib import Path
 import torch
 
 from kubetune.errors import ConfigError, ModelError
-from kubetune.initializers.package_files import is_package_uri, resolve_package_file
 from kubetune.spec.trainer import LLMConfig, ModelConfig
 from kubetune.trainer.kernels.checkpointing import checkpoint_layers
+from kubetune.trainer.model_files import pretrained_location
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def resolve_local(value: str | None, default: Path, what: str) -> Path:
-    """The local path behind a config value: a plain path, a ``pkg://`` URI, or ``default``."""
-    if value is None:
-        return default
-    if is_package_uri(value):
-        return resolve_package_file(value)
-    if "://" in value and not value.startswith("file://"):
-        raise ConfigError(
-            f"{what}: {value!r} is a remote URI; the trainer reads local paths only (fetch it with an initializer)"
-        )
-    return Path(value.removeprefix("file://")).expanduser()
-
-
-def _pretrained_args(path: Path) -> tuple[str, dict]:
-    """``from_pretrained`` arguments for a model folder or a single ``.gguf`` file."""
-    if not path.exists():
-        raise ModelError(f"model not found: {path}")
-    if path.is_file():
-        if path.suffix != ".gguf":
-            raise ModelError(f"{path}: a model file must be .gguf; otherwise give the model folder")
-        return str(path.parent), {"gguf_file": path.name}
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{path}: not a Hugging Face model folder (no config.json)")
-    return str(path), {}
-
-
 def load_tokenizer(path: Path, config: ModelConfig):
     """Load the tokenizer; a missing pad token falls back to the end-of-sequence token."""
     from transformers import AutoTokenizer
 
-    location, extra = _pretrained_args(path)
+    location, extra = pretrained_location(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code, **extra)
     except (OSError, ValueError) as err:
@@ -99,7 +73,7 @@ def load_model(
     """
     import transformers
 
-    location, extra = _pretrained_args(path)
+    location, extra = pretrained_location(path)
     classify = config.task == "sequence-classification"
     auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
     kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code, **extra}

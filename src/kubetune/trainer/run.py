@@ -26,6 +26,7 @@ from kubetune.trainer.export import export_adapter, export_merged, reload_merged
 from kubetune.trainer.kernels.compilation import compile_layers
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
 from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
+from kubetune.trainer.model_files import resolve_local
 from kubetune.trainer.model_loading import (
     apply_method,
     check_environment,
@@ -33,7 +34,6 @@ from kubetune.trainer.model_loading import (
     load_model,
     load_tokenizer,
     prepare_for_training,
-    resolve_local,
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 

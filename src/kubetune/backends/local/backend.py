@@ -34,6 +34,7 @@ from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, Kubet
 from kubetune.initializers.run import check_initializer
 from kubetune.spec.initializer import InitializerSpec
 from kubetune.spec.job import JobSpec
+from kubetune.trainer.preflight import preflight
 
 HOME_ENV = "KUBETUNE_HOME"
 START_GRACE_S = 60.0
@@ -138,6 +139,11 @@ class LocalBackend(RuntimeBackend):
                 raise ConfigError("trainer.model.path: no model given and no model initializer")
             if spec.trainer.dataset.path is None and (sources is None or sources.dataset is None):
                 raise ConfigError("trainer.dataset.path: no dataset given and no dataset initializer")
+            preflight(
+                spec.trainer,
+                model_fetched=sources is not None and sources.model is not None,
+                dataset_fetched=sources is not None and sources.dataset is not None,
+            )
         run_dir = self.run_dir_of(spec)
         for other, other_dir in self.store.active_run_dirs().items():
             if Path(other_dir) == run_dir:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -110,8 +111,8 @@ _READERS = {
 }
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Read every row of the dataset at ``path`` (a file or a folder of files).
+def read_rows(path: Path, limit: int | None = None) -> list[dict]:
+    """Read the rows of the dataset at ``path`` (a file or a folder of files): all, or the first ``limit``.
 
     Raises:
         DataError: the path does not exist, holds no supported file, a file is malformed or
@@ -121,11 +122,13 @@ def read_rows(path: Path) -> list[dict]:
     for file in dataset_files(path):
         reader = _READERS[_kind(file)]
         try:
-            rows.extend(reader(file))
+            rows.extend(itertools.islice(reader(file), None if limit is None else limit - len(rows)))
         except UnicodeDecodeError as err:
             raise DataError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from None
         except (OSError, EOFError, csv.Error) as err:
             raise DataError(f"{file}: cannot read: {err}") from None
+        if limit is not None and len(rows) >= limit:
+            break
     if not rows:
         raise DataError(f"{path}: the dataset is empty")
     return rows
