@@ -7,11 +7,13 @@ whatever the backend.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import Field, field_validator, model_validator
 
 from kubetune.spec.base import StrictModel, read_yaml, validate_config
@@ -129,6 +131,19 @@ def load_job_file(path: str | Path) -> JobSpec:
             if source is not None and "://" not in source.storage_uri:
                 source.storage_uri = str(_anchor(source.storage_uri, base))
     return spec
+
+
+def write_job_file(spec: JobSpec, output_dir: Path) -> Path:
+    """Write ``spec`` to ``output_dir/config.yaml`` atomically (what workers read); returns the path.
+
+    The spec holds secret references only, never values, so the file is safe to keep.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "config.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def _anchor(value: str, base: Path) -> Path:

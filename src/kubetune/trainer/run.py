@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from kubetune.spec.job import JobSpec
+from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kubetune.trainer.data.pipeline import prepare_data
@@ -57,16 +55,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def write_resolved_config(spec: JobSpec, output_dir: Path) -> Path:
-    """Write the resolved job spec to ``output/config.yaml`` (atomically)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def say(ctx: DistributedContext, message: str) -> None:
     """Print a progress line from rank 0 only."""
     if ctx.is_main:
@@ -95,7 +83,7 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     training = config.training
     output_dir = run_dir / "output"
     if ctx.is_main:
-        write_resolved_config(spec, output_dir)
+        write_job_file(spec, output_dir)
     seed_everything(training.seed)
 
     model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")

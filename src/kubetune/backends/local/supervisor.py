@@ -11,7 +11,6 @@ marks the job Cancelled.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import subprocess
@@ -20,14 +19,12 @@ import time
 import traceback
 from pathlib import Path
 
-import yaml
-
 from kubetune.backends.local import tensorboard_export
 from kubetune.backends.local.child_env import worker_env
 from kubetune.backends.local.job_store import JobStore
 from kubetune.client.types import JobStatus, StepStatus
 from kubetune.spec.initializer import INITIALIZER_SPEC_ENV
-from kubetune.spec.job import JobSpec
+from kubetune.spec.job import JobSpec, write_job_file
 
 POLL_S = 0.5
 STOP_GRACE_S = 10.0
@@ -87,16 +84,6 @@ def failure_summary(log: Path) -> str:
     return lines[-1][:500] if lines else "no output"
 
 
-def write_config(spec: JobSpec, output_dir: Path) -> Path:
-    """Write the resolved job spec to ``output/config.yaml``, where every worker reads it."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "config.yaml"
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 class Supervisor:
     """Runs one job's steps and records what happens."""
 
@@ -124,7 +111,7 @@ class Supervisor:
     def run(self) -> None:
         """Initializers, then the nodes; ends with the job Complete or Failed."""
         env = worker_env(self.spec)
-        config = write_config(self.spec, self.run_dir / "output")
+        config = write_job_file(self.spec, self.run_dir / "output")
         sources = self.spec.initializer
         initializers = (
             []
