@@ -14,13 +14,14 @@ Tested in ``tests/kubernetes`` against a real HTTP server speaking the Kubernete
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+import kubernetes
 from kubetune.backends.base import RuntimeBackend
 from kubetune.backends.kubernetes.job_info import (
     COMPLETION_INDEX_LABEL,
@@ -67,6 +68,7 @@ class KubernetesBackend(RuntimeBackend):
         log_poll_s: float = 2.0,
     ):
         if api_client is None:
+            config_file = config_file or os.environ.get("KUBECONFIG")  # as set now, not when kubernetes was imported
             try:
                 kubernetes.config.load_kube_config(config_file=config_file, context=context)
                 _, active = kubernetes.config.list_kube_config_contexts(config_file)
