@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,14 @@ def test_bad_runtime_is_refused_before_anything_starts(client: TrainerClient, ba
     with pytest.raises(ConfigError, match=message):
         client.train(runtime=runtime, trainer=CustomTrainer(func=worker_threads), options=[Name("bad")])
     assert backend.list_jobs() == []
+
+
+def test_cli_lists_family_method_and_model(tmp_path: Path):
+    env = {**os.environ, "KUBETUNE_HOME": str(tmp_path / "home"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "runtimes"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "llama3.1-8b-full" in line)
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells == ["llama3.1-8b-full", "llama", "full", "hf://meta-llama/Llama-3.1-8B-Instruct", "2", "8", "8"]
