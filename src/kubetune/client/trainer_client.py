@@ -30,15 +30,24 @@ class TrainerClient:
     """Submit and watch fine-tuning jobs; the same calls work on every backend.
 
     Args:
-        backend: where jobs run; default a :class:`~kubetune.backends.local.LocalBackend` with
-            its data in ``$KUBETUNE_HOME`` or ``~/.kubetune``.
+        backend: where jobs run: ``"local"`` (the default; a
+            :class:`~kubetune.backends.local.LocalBackend` with its data in ``$KUBETUNE_HOME`` or
+            ``~/.kubetune``), ``"kubernetes"`` (a
+            :class:`~kubetune.backends.kubernetes.KubernetesBackend` on the current kubeconfig
+            context), or a configured backend instance.
     """
 
-    def __init__(self, backend: RuntimeBackend | None = None):
-        if backend is None:
+    def __init__(self, backend: RuntimeBackend | str = "local"):
+        if backend == "local":
             from kubetune.backends.local import LocalBackend
 
             backend = LocalBackend()
+        elif backend == "kubernetes":
+            from kubetune.backends.kubernetes import KubernetesBackend
+
+            backend = KubernetesBackend()
+        elif isinstance(backend, str):
+            raise ConfigError(f"backend: {backend!r} is not 'local', 'kubernetes' or a RuntimeBackend instance")
         self.backend = backend
 
     def train(
@@ -172,14 +181,23 @@ def _generated_name() -> str:
 
 
 def _trainer_fields(trainer: BuiltinTrainer | CustomTrainer) -> dict[str, Any]:
+    """The job-spec fields a trainer sets; what it leaves out, a runtime may fill (so unset stays unset)."""
+    fields: dict[str, Any] = {}
     resources = dict(trainer.resources_per_node or {})
-    fields: dict[str, Any] = {"num_nodes": trainer.num_nodes, "resources": resources, "env": dict(trainer.env)}
-    procs = trainer.procs_per_node
-    fields["procs_per_node"] = procs if procs is not None else (resources.get("gpu") or 1)
+    procs = trainer.procs_per_node if trainer.procs_per_node is not None else (resources.get("gpu") or None)
+    for key, value in (("num_nodes", trainer.num_nodes), ("procs_per_node", procs)):
+        if value is not None:
+            fields[key] = value
+    if resources:
+        fields["resources"] = resources
+    if trainer.env:
+        fields["env"] = dict(trainer.env)
     if isinstance(trainer, BuiltinTrainer):
         config = trainer.config
         try:
-            config = LLMConfig.model_validate(config.model_dump() if isinstance(config, LLMConfig) else config)
+            config = LLMConfig.model_validate(
+                config.model_dump(exclude_unset=True) if isinstance(config, LLMConfig) else config
+            )
         except ValidationError as err:
             raise ConfigError(f"invalid trainer config: {format_validation_error(err, 'trainer')}") from None
         fields.update(trainer_kind="builtin", trainer=config)

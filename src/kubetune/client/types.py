@@ -1,7 +1,8 @@
 """Public data types of the SDK: what users pass to ``TrainerClient`` and what it returns.
 
 Plain dataclasses with no behaviour beyond light validation. Backends build and return these,
-so this module imports nothing from the client facade or any backend.
+so this module imports nothing from the client facade or any backend. ``Runtime`` is the
+runtime catalog's own type, :class:`kubetune.runtimes.Runtime`, re-exported here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from kubetune.runtimes import Runtime
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
 from kubetune.spec.trainer import LLMConfig
 
@@ -49,6 +51,8 @@ class StepStatus(str, Enum):
 class BuiltinTrainer:
     """Run kubetune's LLM Trainer with ``config`` on ``num_nodes`` x ``procs_per_node`` workers.
 
+    Fields left ``None`` (and config fields left unset) take the runtime's defaults, else 1.
+
     Args:
         config: the LLM Trainer's typed config (model, dataset, method, training loop).
         num_nodes: torchrun agents (machines on a cluster; local processes on a laptop).
@@ -58,7 +62,7 @@ class BuiltinTrainer:
     """
 
     config: LLMConfig
-    num_nodes: int = 1
+    num_nodes: int | None = None
     procs_per_node: int | None = None
     resources_per_node: dict[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -77,15 +81,15 @@ class CustomTrainer:
     Args:
         func: the training function.
         func_args: keyword arguments for ``func``.
-        num_nodes: torchrun agents.
-        procs_per_node: workers per node; defaults to ``resources_per_node["gpu"]`` or 1.
+        num_nodes: torchrun agents (default: the runtime's, else 1).
+        procs_per_node: workers per node; defaults to ``resources_per_node["gpu"]``, else the runtime's, else 1.
         resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset.
         env: extra environment variables for the workers (not for secrets).
     """
 
     func: Callable[..., Any]
     func_args: dict[str, Any] | None = None
-    num_nodes: int = 1
+    num_nodes: int | None = None
     procs_per_node: int | None = None
     resources_per_node: dict[str, Any] | None = None
     env: dict[str, str] = field(default_factory=dict)
@@ -173,12 +177,16 @@ class Event:
     message: str
 
 
-@dataclass
-class Runtime:
-    """A named, reusable training setup from the runtime catalog."""
-
-    name: str
-    trainer_kind: str
-    description: str = ""
-    num_nodes: int = 1
-    procs_per_node: int = 1
+__all__ = [
+    "TERMINAL_STATUSES",
+    "BuiltinTrainer",
+    "CustomTrainer",
+    "Event",
+    "Initializer",
+    "Job",
+    "JobStatus",
+    "Progress",
+    "Runtime",
+    "Step",
+    "StepStatus",
+]

@@ -36,7 +36,7 @@ from kubetune.controller.api import (
     TrainJobSpec,
 )
 from kubetune.errors import KubetuneError
-from kubetune.spec.base import format_validation_error
+from kubetune.spec.base import deep_merge, format_validation_error
 from kubetune.spec.job import JobSpec
 from kubetune.spec.trainer import LLMConfig
 
@@ -219,23 +219,13 @@ def _secret_env(source: InitializerSource, secrets: Mapping[str, Collection[str]
     return env
 
 
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in top.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def _job_spec(name: str, spec: TrainJobSpec, runtime: RuntimeSpec, initialized: set[str]) -> JobSpec:
     """The trainer's job spec: runtime LLM defaults under the TrainJob's, validated with pydantic.
 
     Where an initializer fetches the model (dataset), the trainer must read ``<run>/model``
     (``<run>/dataset``), so a path in the LLM config would contradict it.
     """
-    raw = _deep_merge(runtime.llm_config or {}, spec.trainer.llm_config or {})
+    raw = deep_merge(runtime.llm_config or {}, spec.trainer.llm_config or {})
     try:
         llm = LLMConfig.model_validate(raw)
     except ValidationError as err:

@@ -9,6 +9,8 @@ resources. :func:`catalog_manifests` renders one manifest per (model, method);
 from __future__ import annotations
 
 import copy
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -37,7 +39,11 @@ def default_image() -> str:
 
 @dataclass(frozen=True)
 class Runtime:
-    """A training runtime as the SDK sees it.
+    """A named, reusable training setup: what every backend's ``list_runtimes()``/``get_runtime()`` return.
+
+    A job naming it gets its defaults under the job's own fields (see
+    :func:`kubetune.runtimes.apply_runtime`): the LLM config, the scale, the resources and, when
+    the job names no model, a model initializer fetching ``model_uri``.
 
     Attributes:
         name: runtime name (``<model>-<method>`` for catalog entries).
@@ -47,8 +53,8 @@ class Runtime:
         description: one line for listings.
         image: image of the ``node`` container.
         num_nodes: default number of nodes.
-        num_proc_per_node: default torchrun processes per node.
-        resources_per_node: default resources of the ``node`` container.
+        procs_per_node: default torchrun processes per node.
+        resources_per_node: default resources of the ``node`` container (Kubernetes ``ResourceRequirements``).
         llm_config: the trainer defaults a job's own LLM config is merged over.
         spec: the validated runtime spec.
         manifest: the full ClusterTrainingRuntime (or TrainingRuntime) object.
@@ -61,7 +67,7 @@ class Runtime:
     description: str
     image: str | None
     num_nodes: int
-    num_proc_per_node: int
+    procs_per_node: int
     resources_per_node: dict[str, Any]
     llm_config: LLMConfig
     spec: RuntimeSpec = field(repr=False)
@@ -92,7 +98,7 @@ def runtime_from_manifest(manifest: dict[str, Any]) -> Runtime:
         description=(meta.get("annotations") or {}).get(DESCRIPTION_ANNOTATION, ""),
         image=node.get("image"),
         num_nodes=spec.ml_policy.num_nodes,
-        num_proc_per_node=spec.ml_policy.torch.num_proc_per_node,
+        procs_per_node=spec.ml_policy.torch.num_proc_per_node,
         resources_per_node=copy.deepcopy(node.get("resources", {})),
         llm_config=llm,
         spec=spec,
@@ -190,7 +196,19 @@ def get_runtime(name: str) -> Runtime:
     """
     runtimes = _packaged()
     if name not in runtimes:
-        prefix = name.split("-")[0]
-        close = [known for known in runtimes if known.startswith(prefix)] or sorted(runtimes)[:5]
-        raise ConfigError(f"unknown runtime {name!r}; available: {', '.join(close)}")
+        raise unknown_runtime(name, runtimes)
     return runtimes[name]
+
+
+def unknown_runtime(name: str, known: Iterable[str]) -> ConfigError:
+    """The error for a runtime that does not exist, naming the closest known names."""
+    known = sorted(known)
+    if not known:
+        return ConfigError(f"runtime: unknown runtime {name!r}; no runtimes are available")
+    prefix = name.split("-")[0]
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+    close += [other for other in known if other.startswith(prefix) and other not in close][: 5 - len(close)]
+    if close:
+        return ConfigError(f"runtime: unknown runtime {name!r}; did you mean {', '.join(close)}?")
+    shown = ", ".join(known[:5]) + (f" ... ({len(known)} in all)" if len(known) > 5 else "")
+    return ConfigError(f"runtime: unknown runtime {name!r}; available: {shown}")

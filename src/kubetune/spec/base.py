@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,3 +73,17 @@ def validate_config(model: type[M], data: Any, source: str = "config") -> M:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(f"invalid {source}: {format_validation_error(err)}") from None
+
+
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` laid over ``base``: nested mappings merge key by key, anything else in ``top`` wins.
+
+    Neither input is modified; the result shares no mutable values with them.
+    """
+    merged = copy.deepcopy(dict(base))
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged

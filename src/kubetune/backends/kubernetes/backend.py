@@ -2,73 +2,73 @@
 
 The backend submits a TrainJob (rendered by :func:`render_trainjob`) and reads everything back
 from the cluster: the TrainJob status the controller maintains (conditions, per-step job counts,
-training progress), pod logs and events. Runtimes come from the cluster's
-ClusterTrainingRuntimes and are typed with the same :class:`~kubetune.runtimes.Runtime` as the
-packaged catalog.
+training progress), the JobSet's pods, their logs and events. Runtimes are the cluster's
+(Cluster)TrainingRuntimes, typed as the same :class:`~kubetune.runtimes.Runtime` as the
+packaged catalog. It implements :class:`~kubetune.backends.base.RuntimeBackend`, so
+``TrainerClient(backend="kubernetes")`` runs the same ``train()`` call as the local backend.
 
-Methods (all raise :class:`~kubetune.errors.KubetuneError` subclasses for user errors):
-
-- ``list_runtimes() -> list[Runtime]``, ``get_runtime(name) -> Runtime``
-- ``train(spec, options) -> str`` (the TrainJob name)
-- ``list_jobs(runtime=None) -> list[TrainJobInfo]``, ``get_job(name) -> TrainJobInfo``
-- ``get_job_logs(name, step="node", follow=False, node_rank=0) -> Iterator[str]``
-- ``wait_for_job_status(name, status=("Complete",), timeout=3600, polling_interval=5) -> TrainJobInfo``
-- ``delete_job(name) -> None``, ``get_job_events(name) -> list[JobEvent]``
-
-Tested in ``tests/kubernetes``: the rendering purely, the API calls by the opt-in cluster suite.
+Tested in ``tests/kubernetes`` against a real HTTP server speaking the Kubernetes REST API
+(``test_backend_api.py``), and end to end by the opt-in cluster suite.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 import kubernetes
-from kubetune.backends.kubernetes.job_info import JobEvent, TrainJobInfo, job_info_from_trainjob
-from kubetune.backends.kubernetes.render_trainjob import KubernetesJobOptions, render_trainjob
-from kubetune.controller.api import CLUSTER_RUNTIME_PLURAL, GROUP, NODE, TRAINJOB_PLURAL, VERSION
+from kubetune.backends.base import RuntimeBackend
+from kubetune.backends.kubernetes.job_info import (
+    COMPLETION_INDEX_LABEL,
+    REPLICATED_JOB_LABEL,
+    event_from_kubernetes,
+    is_about,
+    job_from_trainjob,
+    latest_pods,
+)
+from kubetune.backends.kubernetes.render_trainjob import (
+    KubernetesJobOptions,
+    function_config_map,
+    generate_name,
+    render_trainjob,
+)
+from kubetune.client.types import Event, Job, Runtime
+from kubetune.controller.api import CLUSTER_RUNTIME_PLURAL, GROUP, NODE, RUNTIME_PLURAL, TRAINJOB_PLURAL, VERSION
 from kubetune.controller.reconcile import TRAINJOB_LABEL
-from kubetune.errors import ConfigError, KubetuneError
-from kubetune.runtimes.catalog import Runtime, runtime_from_manifest
+from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
+from kubetune.runtimes import apply_runtime, runtime_from_manifest, unknown_runtime
 from kubetune.spec.job import JobSpec
 
-STEPS = ("dataset-initializer", "model-initializer", NODE)
 
-
-class TrainJobNotFound(KubetuneError):
-    """No TrainJob of that name in the namespace."""
-
-
-class TrainJobFailed(KubetuneError):
-    """The TrainJob failed while a caller waited for another status."""
-
-
-class WaitTimeout(KubetuneError):
-    """The TrainJob did not reach the wanted status in time."""
-
-
-class KubernetesBackend:
+class KubernetesBackend(RuntimeBackend):
     """Run and observe kubetune jobs on a Kubernetes cluster.
 
     Args:
         namespace: namespace of the TrainJobs (default: the kubeconfig context's, else "default").
+        options: cluster settings of every job (default runtime, image, Kueue queue, pod settings).
         context: kubeconfig context to use (default: the current one).
         config_file: kubeconfig path (default: ``$KUBECONFIG`` or ``~/.kube/config``; in-cluster
             config when running in a pod).
         api_client: a ready ``kubernetes.client.ApiClient`` (skips config loading).
+        log_poll_s: how often following logs checks whether a pod has started.
     """
 
     def __init__(
         self,
         namespace: str | None = None,
+        options: KubernetesJobOptions | None = None,
         context: str | None = None,
         config_file: str | None = None,
         api_client: kubernetes.client.ApiClient | None = None,
+        log_poll_s: float = 2.0,
     ):
         if api_client is None:
+            config_file = config_file or os.environ.get("KUBECONFIG")  # as set now, not when kubernetes was imported
             try:
                 kubernetes.config.load_kube_config(config_file=config_file, context=context)
                 _, active = kubernetes.config.list_kube_config_contexts(config_file)
@@ -80,12 +80,19 @@ class KubernetesBackend:
                     raise ConfigError("no Kubernetes configuration: set KUBECONFIG or run inside a cluster") from None
             api_client = kubernetes.client.ApiClient()
         self.namespace = namespace or "default"
+        self.options = options or KubernetesJobOptions()
+        self.api = api_client
         self.core = kubernetes.client.CoreV1Api(api_client)
         self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        self.log_poll_s = log_poll_s
 
+    # runtimes
     def list_runtimes(self) -> list[Runtime]:
-        """The cluster's ClusterTrainingRuntimes, sorted by name (invalid ones are left out)."""
-        items = self.custom.list_cluster_custom_object(GROUP, VERSION, CLUSTER_RUNTIME_PLURAL)["items"]
+        """The cluster's runtimes of the configured kind, sorted by name (invalid ones are left out)."""
+        if self.options.runtime_kind == "ClusterTrainingRuntime":
+            items = self.custom.list_cluster_custom_object(GROUP, VERSION, CLUSTER_RUNTIME_PLURAL)["items"]
+        else:
+            items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNTIME_PLURAL)["items"]
         runtimes = []
         for item in items:
             try:
@@ -95,119 +102,164 @@ class KubernetesBackend:
         return sorted(runtimes, key=lambda runtime: runtime.name)
 
     def get_runtime(self, name: str) -> Runtime:
-        """The ClusterTrainingRuntime ``name``.
+        """The runtime ``name`` on the cluster.
 
         Raises:
-            ConfigError: it does not exist or is invalid.
+            ConfigError: it does not exist (naming the closest ones) or is invalid.
         """
         try:
-            item = self.custom.get_cluster_custom_object(GROUP, VERSION, CLUSTER_RUNTIME_PLURAL, name)
+            if self.options.runtime_kind == "ClusterTrainingRuntime":
+                item = self.custom.get_cluster_custom_object(GROUP, VERSION, CLUSTER_RUNTIME_PLURAL, name)
+            else:
+                item = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, RUNTIME_PLURAL, name)
         except ApiException as err:
             if err.status == 404:
-                raise ConfigError(f"runtime {name!r} does not exist on the cluster") from None
+                raise unknown_runtime(name, [runtime.name for runtime in self.list_runtimes()]) from None
             raise
         return runtime_from_manifest(item)
 
-    def train(self, spec: JobSpec, options: KubernetesJobOptions) -> str:
-        """Create a TrainJob for ``spec`` and return its name.
+    # submission
+    def submit(self, spec: JobSpec) -> str:
+        """Create a TrainJob for ``spec`` (and, for a custom trainer, the ConfigMap with its function).
 
-        The runtime is checked first, so an unknown runtime fails here, before anything is created.
+        The runtime is read from the cluster and applied first, so an unknown runtime, a merged
+        config that does not validate, or a builtin job with no model or dataset fails here,
+        before anything is created.
 
         Raises:
-            ConfigError: unknown runtime, local model/dataset path, name too long or taken.
+            ConfigError: see above, or a local model/dataset path, a name too long, the cluster refusing the
+                TrainJob. JobExistsError: a TrainJob of that name exists.
         """
-        if options.runtime_kind == "ClusterTrainingRuntime":
-            self.get_runtime(options.runtime)
-        manifest = render_trainjob(spec, options, self.namespace)
+        runtime_name = spec.runtime or self.options.default_runtime
+        if runtime_name is None:
+            raise ConfigError("runtime: a job on Kubernetes needs a runtime (see list_runtimes()) or default_runtime")
+        spec = spec.model_copy(update={"runtime": runtime_name, "name": spec.name or generate_name()})
+        runtime = self.get_runtime(runtime_name)
+        resolved = apply_runtime(spec, runtime)
+        if resolved.trainer_kind == "builtin":
+            _check_sources(resolved, runtime)
+        manifest = render_trainjob(spec, resolved, self.options, self.namespace, runtime.spec.workspace.mount_path)
+        name = manifest["metadata"]["name"]
         try:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, TRAINJOB_PLURAL, manifest)
+            created = self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, TRAINJOB_PLURAL, manifest
+            )
         except ApiException as err:
             if err.status == 409:
-                raise ConfigError(f"a TrainJob named {manifest['metadata']['name']!r} already exists") from None
+                raise JobExistsError(f"a TrainJob named {name!r} already exists in {self.namespace!r}") from None
             if err.status == 422:
                 raise ConfigError(f"the cluster refused the TrainJob: {_api_message(err)}") from None
             raise
-        return manifest["metadata"]["name"]
+        if spec.function is not None:
+            config_map = function_config_map(spec, name, self.namespace, created["metadata"]["uid"])
+            try:
+                self.core.create_namespaced_config_map(self.namespace, config_map)
+            except ApiException:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, TRAINJOB_PLURAL, name)
+                raise
+        return name
 
-    def list_jobs(self, runtime: str | None = None) -> list[TrainJobInfo]:
-        """TrainJobs of the namespace, oldest first, optionally only those on ``runtime``."""
-        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, TRAINJOB_PLURAL)["items"]
-        jobs = [job_info_from_trainjob(item) for item in items]
-        return sorted(
-            (job for job in jobs if runtime is None or job.runtime == runtime), key=lambda job: job.created or ""
-        )
-
-    def get_job(self, name: str) -> TrainJobInfo:
-        """The TrainJob ``name``.
-
-        Raises:
-            TrainJobNotFound: no such TrainJob.
-        """
+    # reading
+    def _trainjob(self, name: str) -> dict[str, Any]:
         try:
-            item = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, TRAINJOB_PLURAL, name)
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, TRAINJOB_PLURAL, name)
         except ApiException as err:
             if err.status == 404:
-                raise TrainJobNotFound(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
+                raise JobNotFoundError(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
             raise
-        return job_info_from_trainjob(item)
 
-    def get_job_logs(self, name: str, step: str = NODE, follow: bool = False, node_rank: int = 0) -> Iterator[str]:
-        """Log lines of one step's pod (for ``node``: the pod of ``node_rank``).
+    def _pods(self, selector: str) -> list[dict[str, Any]]:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector)
+        return self.api.sanitize_for_serialization(pods).get("items", [])
 
-        Args:
-            name: TrainJob name.
-            step: dataset-initializer, model-initializer or node.
-            follow: keep streaming until the container exits.
-            node_rank: which node pod (completion index) of the ``node`` step.
+    def list_jobs(self) -> list[Job]:
+        """TrainJobs of the namespace, oldest first."""
+        items = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, TRAINJOB_PLURAL)["items"]
+        pods = self._pods(TRAINJOB_LABEL) if items else []
+        jobs = [
+            job_from_trainjob(
+                item, [pod for pod in pods if pod["metadata"]["labels"].get(TRAINJOB_LABEL) == item["metadata"]["name"]]
+            )
+            for item in items
+        ]
+        return sorted(jobs, key=lambda job: job.created_at)
 
-        Raises:
-            ConfigError: unknown step. TrainJobNotFound: the job does not exist.
-        """
-        if step not in STEPS:
-            raise ConfigError(f"step: {step!r} is not one of {', '.join(STEPS)}")
-        self.get_job(name)
-        selector = f"{TRAINJOB_LABEL}={name},jobset.sigs.k8s.io/replicatedjob-name={step}"
-        if step == NODE:
-            selector += f",batch.kubernetes.io/job-completion-index={node_rank}"
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
-        if not pods:
-            return iter(())
-        pod = max(pods, key=lambda p: p.metadata.creation_timestamp).metadata.name
-        if follow:
-            watch = kubernetes.watch.Watch()
-            return watch.stream(self.core.read_namespaced_pod_log, pod, self.namespace, container=step, follow=True)
-        return iter(self.core.read_namespaced_pod_log(pod, self.namespace, container=step).splitlines())
+    def get_job(self, name: str) -> Job:
+        """The TrainJob ``name``: status, steps (from its pods) and training progress. Raises JobNotFoundError."""
+        return job_from_trainjob(self._trainjob(name), self._pods(f"{TRAINJOB_LABEL}={name}"))
 
-    def wait_for_job_status(
-        self,
-        name: str,
-        status: Iterable[str] = ("Complete",),
-        timeout: float = 3600,
-        polling_interval: float = 5,
-    ) -> TrainJobInfo:
-        """Poll until the job's status is one of ``status``.
+    def get_job_logs(self, name: str, step: str = "node-0", follow: bool = False) -> Iterator[str]:
+        """Log lines of one step's pod (``dataset-initializer``, ``model-initializer``, ``node-0``...).
+
+        With ``follow``, waits for the pod to start and streams until its container exits (or,
+        if it never starts, until the job ends).
 
         Raises:
-            TrainJobFailed: the job failed (and Failed was not among ``status``).
-            WaitTimeout: ``timeout`` seconds passed.
+            JobNotFoundError, ConfigError (a step the job does not have).
         """
-        wanted = set(status)
-        deadline = time.monotonic() + timeout
+        steps = [s.name for s in self.get_job(name).steps]
+        if step not in steps:
+            raise ConfigError(f"step: job {name!r} has no step {step!r} (steps: {', '.join(steps)})")
+        return self._logs(name, step, follow)
+
+    def _logs(self, name: str, step: str, follow: bool) -> Iterator[str]:
+        container = NODE if step.startswith(f"{NODE}-") else step
+        selector = f"{TRAINJOB_LABEL}={name},{REPLICATED_JOB_LABEL}={container}"
+        if container == NODE:
+            selector += f",{COMPLETION_INDEX_LABEL}={step.removeprefix(f'{NODE}-')}"
         while True:
-            job = self.get_job(name)
-            if job.status in wanted:
-                return job
-            if job.status == "Failed":
-                raise TrainJobFailed(f"TrainJob {name} failed: {job.reason}: {job.message}")
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(f"TrainJob {name} is {job.status}, not {'/'.join(sorted(wanted))}, after {timeout}s")
-            time.sleep(polling_interval)
+            pod = latest_pods(self._pods(selector)).get(step)
+            phase = (pod or {}).get("status", {}).get("phase", "Pending")
+            if pod is not None and (phase != "Pending" or not follow):
+                break
+            if not follow or self.get_job(name).status.is_terminal:
+                return
+            time.sleep(self.log_poll_s)
+        pod_name = pod["metadata"]["name"]
+        if not follow:
+            yield from self.core.read_namespaced_pod_log(pod_name, self.namespace, container=container).splitlines()
+            return
+        response = self.core.read_namespaced_pod_log(
+            pod_name, self.namespace, container=container, follow=True, _preload_content=False
+        )
+        pending = b""
+        try:
+            for chunk in response.stream(4096):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+        finally:
+            response.release_conn()
+        if pending:
+            yield pending.decode(errors="replace")
 
-    def delete_job(self, name: str) -> None:
-        """Delete the TrainJob; its JobSet, pods, config and volume go with it (owner references).
+    def get_job_events(self, name: str) -> list[Event]:
+        """Events about the TrainJob and the objects the controller made for it, oldest first."""
+        self._trainjob(name)
+        events = self.api.sanitize_for_serialization(self.core.list_namespaced_event(self.namespace))["items"]
+        return sorted(
+            (event_from_kubernetes(event, name) for event in events if is_about(event, name)),
+            key=lambda event: event.time,
+        )
+
+    def get_job_return_values(self, name: str) -> dict[int, Any]:
+        """Not available on a cluster: the values stay on the job's volume.
 
         Raises:
-            TrainJobNotFound: no such TrainJob.
+            ConfigError: always (after JobNotFoundError for an unknown job).
+        """
+        self._trainjob(name)
+        raise ConfigError(
+            "return values of a Kubernetes job stay on its volume (output/returns/); each node's log prints them: "
+            f"get_job_logs({name!r}, step='node-0')"
+        )
+
+    # deletion
+    def delete_job(self, name: str) -> None:
+        """Delete the TrainJob; its JobSet, pods, ConfigMaps and volume go with it (owner references).
+
+        Raises:
+            JobNotFoundError: no such TrainJob.
         """
         try:
             self.custom.delete_namespaced_custom_object(
@@ -215,35 +267,21 @@ class KubernetesBackend:
             )
         except ApiException as err:
             if err.status == 404:
-                raise TrainJobNotFound(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
+                raise JobNotFoundError(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
             raise
 
-    def get_job_events(self, name: str) -> list[JobEvent]:
-        """Events about the TrainJob and the objects named after it (JobSet, Jobs, pods), oldest first."""
-        events = self.core.list_namespaced_event(self.namespace).items
-        mine = [
-            event
-            for event in events
-            if event.involved_object.name == name or (event.involved_object.name or "").startswith(f"{name}-")
-        ]
 
-        def when(event) -> str | None:
-            stamp = event.last_timestamp or event.event_time or event.metadata.creation_timestamp
-            return stamp.isoformat() if stamp else None
-
-        return sorted(
-            (
-                JobEvent(
-                    type=event.type or "",
-                    reason=event.reason or "",
-                    message=event.message or "",
-                    object=f"{event.involved_object.kind}/{event.involved_object.name}",
-                    time=when(event),
-                )
-                for event in mine
-            ),
-            key=lambda event: event.time or "",
-        )
+def _check_sources(resolved: JobSpec, runtime: Runtime) -> None:
+    """A builtin job needs a model and a dataset: its own, or its runtime's initializers'."""
+    defaults = runtime.spec.initializer
+    for step in ("model", "dataset"):
+        has_path = getattr(resolved.trainer, step).path is not None
+        has_initializer = resolved.initializer is not None and getattr(resolved.initializer, step) is not None
+        source = getattr(defaults, step) if defaults is not None else None
+        if not (has_path or has_initializer or (source is not None and source.storage_uri)):
+            raise ConfigError(
+                f"trainer.{step}.path: no {step} given and runtime {runtime.name!r} has no {step} initializer"
+            )
 
 
 def _api_message(err: ApiException) -> str:

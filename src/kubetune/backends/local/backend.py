@@ -28,10 +28,10 @@ from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_progress
-from kubetune.backends.local.runtime_catalog import packaged_runtimes
 from kubetune.client.types import Event, Job, JobStatus, Runtime, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
 from kubetune.initializers.run import check_initializer
+from kubetune.runtimes import apply_runtime, list_runtimes, unknown_runtime
 from kubetune.spec.initializer import InitializerSpec
 from kubetune.spec.job import JobSpec
 from kubetune.trainer.preflight import preflight
@@ -106,13 +106,14 @@ class LocalBackend(RuntimeBackend):
 
     # runtimes
     def list_runtimes(self) -> list[Runtime]:
-        return packaged_runtimes()
+        """The packaged runtime catalog (``kubetune.runtimes``), sorted by name."""
+        return list_runtimes()
 
     def get_runtime(self, name: str) -> Runtime:
+        """A packaged runtime. Raises ConfigError naming the closest runtimes if there is none called ``name``."""
         runtimes = {runtime.name: runtime for runtime in self.list_runtimes()}
         if name not in runtimes:
-            known = ", ".join(sorted(runtimes)) or "none installed"
-            raise ConfigError(f"runtime: unknown runtime {name!r} (available: {known})")
+            raise unknown_runtime(name, runtimes)
         return runtimes[name]
 
     # submission
@@ -156,12 +157,15 @@ class LocalBackend(RuntimeBackend):
         return self.home / "runs" / str(spec.name)
 
     def submit(self, spec: JobSpec) -> str:
+        """Apply the spec's runtime (its defaults under the spec's fields), check, record and launch it."""
         if spec.name is None:
             raise ConfigError("name: the local backend needs a job name")
         if self.store.get(spec.name) is not None:
             raise JobExistsError(
                 f"job {spec.name!r} already exists (see `kubetune jobs`; remove it with `kubetune delete {spec.name}`)"
             )
+        if spec.runtime is not None:
+            spec = apply_runtime(spec, self.get_runtime(spec.runtime))
         self.check(spec)
         run_dir = self.run_dir_of(spec)
         job = Job(
