@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -51,11 +51,16 @@ def test_train_follows_the_job_and_prints_output_locations(tmp_path: Path, smoll
     assert "cli-lora" in listing.stdout and "Complete" in listing.stdout and "2/2" in listing.stdout
 
 
-def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(tmp_path: Path, smollm2_dir: Path):
+def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(
+    tmp_path: Path, smollm2_dir: Path, tiny_alpaca: Path
+):
     home = tmp_path / "home"
-    data = tmp_path / "wrong-columns.jsonl"
-    data.write_text("".join(json.dumps({"question": f"q{i}", "answer": f"a{i}"}) + "\n" for i in range(4)))
-    job_file = _job_file(tmp_path, "cli-bad-data", smollm2_dir, data)
+    # A model folder that passes the pre-launch check (it has config.json) but has no weights
+    # or tokenizer, so the job fails in the trainer, after it started.
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    shutil.copy(smollm2_dir / "config.json", broken / "config.json")
+    job_file = _job_file(tmp_path, "cli-bad-data", broken, tiny_alpaca)
 
     submitted = kubetune(home, "train", "-f", str(job_file), "--detach")
     assert submitted.returncode == 0, submitted.stderr
@@ -63,8 +68,8 @@ def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(tm
 
     waited = kubetune(home, "wait", "cli-bad-data")
     assert waited.returncode == 1
-    assert "Failed (TrainerFailed): node-0 exited with code" in " ".join(waited.stdout.split())
-    assert "instruction" in waited.stdout  # the trainer's own error names the missing column
+    assert "Failed (TrainerFailed): node-0 exited with code" in " ".join(waited.stderr.split())
+    assert "broken-model" in waited.stderr  # the trainer's own error names the model folder
 
     assert "TrainerFailed" in kubetune(home, "jobs").stdout
     assert "error:" in kubetune(home, "logs", "cli-bad-data", "--step", "node-0").stdout
