@@ -16,20 +16,44 @@ from rich.table import Table
 from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
-from kubetune.errors import JobExistsError, JobNotFoundError
+from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
 
 Home = Annotated[
     Path | None,
     typer.Option("--home", envvar="KUBETUNE_HOME", help="kubetune data directory (default ~/.kubetune)."),
 ]
+Backend = Annotated[
+    str,
+    typer.Option(
+        "--backend", envvar="KUBETUNE_BACKEND", help="'local' (this machine) or 'kubernetes' (current kubeconfig)."
+    ),
+]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace", "-n", envvar="KUBETUNE_NAMESPACE", help="Kubernetes namespace (default: kubeconfig's)."
+    ),
+]
 JobName = Annotated[str, typer.Argument(help="Job name.")]
 
 
-def local_client(home: Path | None) -> TrainerClient:
-    """A client of the local backend rooted at ``home``."""
-    from kubetune.backends.local import LocalBackend
+def make_client(home: Path | None, backend: str = "local", namespace: str | None = None) -> TrainerClient:
+    """A client of the chosen backend: local (rooted at ``home``) or Kubernetes (in ``namespace``).
 
-    return TrainerClient(LocalBackend(home))
+    Raises:
+        ConfigError: an unknown backend name, or an option that backend does not take.
+    """
+    if backend == "local":
+        from kubetune.backends.local import LocalBackend
+
+        if namespace is not None:
+            raise ConfigError("--namespace: only the kubernetes backend has namespaces")
+        return TrainerClient(LocalBackend(home))
+    if backend == "kubernetes":
+        from kubetune.backends.kubernetes import KubernetesBackend
+
+        return TrainerClient(KubernetesBackend(namespace=namespace))
+    raise ConfigError(f"--backend: {backend!r} is not 'local' or 'kubernetes'")
 
 
 def _age(job: Job) -> str:
@@ -79,10 +103,10 @@ def delete_finished(client: TrainerClient, name: str) -> None:
     client.delete_job(name)
 
 
-def jobs(home: Home = None) -> None:
+def jobs(home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
     """List jobs with their status and training progress."""
     table = Table("NAME", "STATUS", "KIND", "NODES", "STEP", "PROGRESS", "AGE", "REASON")
-    for job in local_client(home).list_jobs():
+    for job in make_client(home, backend, namespace).list_jobs():
         step = f"{job.progress.step}/{job.progress.total_steps}" if job.progress else "-"
         table.add_row(
             job.name,
@@ -104,9 +128,11 @@ def logs(
         str, typer.Option(help="model-initializer, dataset-initializer, node-0, node-1... or supervisor.")
     ] = "node-0",
     home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
 ) -> None:
     """Print the log of one step of a job."""
-    for line in local_client(home).get_job_logs(name, step=step, follow=follow):
+    for line in make_client(home, backend, namespace).get_job_logs(name, step=step, follow=follow):
         typer.echo(line)
 
 
@@ -114,24 +140,26 @@ def wait(
     name: JobName,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 86400.0,
     home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
 ) -> None:
     """Show a live progress bar until the job ends; exit 0 only if it completed."""
-    client = local_client(home)
+    client = make_client(home, backend, namespace)
     client.get_job(name)
     job = follow_job(client, name, console, deadline_s=timeout)
     raise typer.Exit(report_end(job))
 
 
-def delete(name: JobName, home: Home = None) -> None:
+def delete(name: JobName, home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
     """Stop a job's processes and remove its state, logs and (kubetune-chosen) run directory."""
-    local_client(home).delete_job(name)
+    make_client(home, backend, namespace).delete_job(name)
     console.print(f"deleted {name}")
 
 
-def runtimes(home: Home = None) -> None:
+def runtimes(home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
     """List the runtimes from the catalog: model family, method, model and default scale."""
     table = Table("NAME", "FAMILY", "METHOD", "MODEL", "NODES", "PROCS/NODE", "GPUS/NODE")
-    for runtime in local_client(home).list_runtimes():
+    for runtime in make_client(home, backend, namespace).list_runtimes():
         limits = runtime.resources_per_node.get("limits") or {}
         table.add_row(
             runtime.name,

@@ -60,8 +60,10 @@ def train(
         bool, typer.Option("--replace", help="First delete a finished job of the same name (its outputs stay).")
     ] = False,
     home: job_commands.Home = None,
+    backend: job_commands.Backend = "local",
+    namespace: job_commands.Namespace = None,
 ) -> None:
-    """Submit the job file to the local backend and follow it with a progress bar until it ends.
+    """Submit the job file (local backend by default) and follow it with a progress bar until it ends.
 
     The job runs detached either way: Ctrl-C stops watching, not training (`kubetune wait NAME`).
     """
@@ -71,7 +73,7 @@ def train(
     spec = load_job_file(file)
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
-    client = job_commands.local_client(home)
+    client = job_commands.make_client(home, backend, namespace)
     if replace and spec.name is not None:
         job_commands.delete_finished(client, spec.name)
     name = client.train_from_spec(spec)
