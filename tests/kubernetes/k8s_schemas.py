@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jsonschema
@@ -10,8 +11,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-# The repo is /work/main or a worktree /work/wt-*; the shared reference data sits beside it.
-JOBSET_CRD = REPO.parent / "shared" / "k8s" / "jobset.x-k8s.io_jobsets.yaml"
+# The JobSet CRD (kubernetes-sigs/jobset, Apache-2.0) is reference data kept beside the repository
+# in shared/k8s/, not copied into it; KUBETUNE_JOBSET_CRD points elsewhere.
+JOBSET_CRD = Path(
+    os.environ.get("KUBETUNE_JOBSET_CRD", REPO.parent / "shared" / "k8s" / "jobset.x-k8s.io_jobsets.yaml")
+)
 KUBERNETES_VERSION = "1.33.0"
 
 
