@@ -269,3 +269,11 @@ def test_tar_gz_dataset_from_s3_unpacks_byte_for_byte_and_trains(
     )
     trained = run_training(job, run)
     assert trained.steps == 2 and all(loss == loss for loss in trained.losses)
+
+
+def test_extract_max_bytes_needs_extract():
+    from kubetune.errors import ConfigError
+    from kubetune.spec.base import validate_config
+
+    with pytest.raises(ConfigError, match="extract_max_bytes applies only with extract: true"):
+        validate_config(DatasetInitializer, {"storage_uri": "data.tar", "extract_max_bytes": 100}, source="dataset")
