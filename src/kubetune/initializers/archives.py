@@ -172,8 +172,9 @@ def _open_all(
         handles: dict[str, tarfile.TarFile | zipfile.ZipFile] = {}
         for archive in archives:
             path = files_dir / archive
+            opener = zipfile.ZipFile if archive_suffix(archive) == ".zip" else tarfile.open
             try:
-                handle = zipfile.ZipFile(path) if archive_suffix(archive) == ".zip" else tarfile.open(path, "r:*")  # noqa: SIM115
+                handle = opener(path)  # closed by the ExitStack; tarfile.open detects the compression
             except _READ_ERRORS as err:
                 raise FetchError(f"{label}: archive {archive}: cannot be read ({_reason(err)})") from None
             handles[archive] = stack.enter_context(handle)
@@ -259,7 +260,6 @@ def _members(
     try:
         for raw in raws:
             if raw.link is not None:
-                _link_target(raw)
                 links[raw.rel] = raw
                 continue
             if raw.reader is not None:
@@ -292,19 +292,20 @@ def _tar_members(tar: tarfile.TarFile, root: Path) -> Iterator[_Raw]:
     data_filter = getattr(tarfile, "data_filter", None)
     for info in tar:  # reads headers lazily: a bomb is refused before it is decompressed in full
         rel = _member_path(info.name, info.isdir())
-        if not (info.isreg() or info.isdir() or info.issym() or info.islnk()):
-            raise _Refusal(info.name, "it is a device file, FIFO or other special file")
-        raw = _Raw(name=info.name, rel=rel)
         if info.issym() or info.islnk():
             raw = _Raw(name=info.name, rel=rel, link=info.linkname, symlink=info.issym())
             _link_target(raw)
-        if data_filter is not None:
+        elif info.isreg():
+            raw = _Raw(name=info.name, rel=rel, size=info.size, reader=lambda info=info: tar.extractfile(info))
+        elif info.isdir():
+            raw = _Raw(name=info.name, rel=rel)
+        else:
+            raise _Refusal(info.name, "it is a device file, FIFO or other special file")
+        if data_filter is not None:  # a second opinion; the checks above give the clearer message
             try:
                 data_filter(info, str(root))
             except tarfile.FilterError as err:
                 raise _Refusal(info.name, f"rejected by tarfile's data filter ({type(err).__name__})") from None
-        if info.isreg():
-            raw = _Raw(name=info.name, rel=rel, size=info.size, reader=lambda info=info: tar.extractfile(info))
         yield raw
 
 
@@ -320,8 +321,9 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[_Raw]:
         elif stat.S_ISLNK(mode):
             if info.file_size > _MAX_SYMLINK_TARGET:
                 raise _Refusal(name, "a symlink with an oversized target")
-            target = archive.read(info).decode("utf-8", errors="replace")
-            yield _Raw(name=name, rel=rel, link=target, symlink=True)
+            raw = _Raw(name=name, rel=rel, link=archive.read(info).decode("utf-8", errors="replace"), symlink=True)
+            _link_target(raw)
+            yield raw
         elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):
             raise _Refusal(name, "it is a device file, FIFO or other special file")
         else:
