@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--s3-secret-access-key-env", metavar="VAR", help="environment variable holding the key")
     parser.add_argument("--s3-session-token-env", metavar="VAR")
     parser.add_argument("--materialize", choices=["symlink", "copy"])
+    parser.add_argument("--extract", action="store_true", default=None, help="unpack .tar/.tar.gz/.zip files")
+    parser.add_argument("--extract-max-bytes", type=int, metavar="N", help="refuse archives unpacking to more")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="provider option (repeatable)")
     return parser
 
@@ -73,6 +75,8 @@ def spec_from_args(args: argparse.Namespace, environ: dict[str, str]) -> ModelIn
         ("allow_patterns", args.allow),
         ("ignore_patterns", args.ignore),
         ("materialize", args.materialize),
+        ("extract", args.extract),
+        ("extract_max_bytes", args.extract_max_bytes),
     ):
         if value is not None:
             data[field] = value

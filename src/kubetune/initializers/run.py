@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetune.errors import FetchError, KubetuneError
+from kubetune.initializers.archives import ARCHIVE_SUFFIXES, archive_suffix, unpack_archives
 from kubetune.initializers.cache import Cache, cache_key, check_against_source, default_cache_dir, digest_file
 from kubetune.initializers.file_selection import safe_relative_path, select_paths
 from kubetune.initializers.package_files import resolve_package_file
@@ -110,6 +111,7 @@ def _run(spec: InitializerSpec, target: Path, cache_root: Path, started: float) 
             "ignore": spec.ignore_patterns,
             "options": spec.options,
             "source": provider.identity(),
+            **({"extract": True} if spec.extract else {}),
         }
     )
     downloaded = 0
@@ -127,8 +129,9 @@ def _run(spec: InitializerSpec, target: Path, cache_root: Path, started: float) 
             downloaded = _fill(cache, key, provider, chosen, listing, label, spec)
         entry = cache.entry_dir(key) / "files"
         _materialize(entry, target, spec.materialize, key)
-    total = sum(f.size for f in chosen)
-    log.info("%s: %d files (%s) ready at %s", label, len(chosen), format_bytes(total), target)
+        entry_files = (cache.read_manifest(key) or {}).get("files", {})
+    total = sum(meta["size"] for meta in entry_files.values())
+    log.info("%s: %d files (%s) ready at %s", label, len(entry_files), format_bytes(total), target)
     return InitializerResult(
         kind=kind,
         uri=location.display,
@@ -136,7 +139,7 @@ def _run(spec: InitializerSpec, target: Path, cache_root: Path, started: float) 
         entry=entry,
         key=key,
         cache_hit=hit,
-        files=len(chosen),
+        files=len(entry_files),
         total_bytes=total,
         downloaded_bytes=downloaded,
         seconds=time.monotonic() - started,
@@ -162,6 +165,11 @@ def _choose(spec: InitializerSpec, kind: Kind, location: StorageLocation, listin
         raise FetchError(
             f"{location.display}: none of its {len(by_path)} files match allow_patterns={spec.allow_patterns} "
             f"ignore_patterns={spec.ignore_patterns}"
+        )
+    if spec.extract and not any(archive_suffix(p) for p in selected):
+        raise FetchError(
+            f"{location.display}: extract is set but none of the {len(selected)} selected files is an archive "
+            f"({', '.join(ARCHIVE_SUFFIXES)})"
         )
     return [by_path[p] for p in selected]
 
@@ -224,13 +232,37 @@ def _fill(
     for file in chosen:
         if file.path not in digests:
             digests[file.path] = digest_file(files_dir / file.path).sha256
+    if spec.extract:
+        digests = _unpack(cache, staging, [f.path for f in chosen], digests, label, spec)
     manifest = {
         "uri": StorageLocation.parse(spec.storage_uri).display,
         "version": listing.version,
-        "files": {f.path: {"size": f.size, "sha256": digests[f.path]} for f in chosen},
+        "files": {
+            path: {"size": (files_dir / path).stat().st_size, "sha256": sha256} for path, sha256 in digests.items()
+        },
     }
     cache.publish(key, manifest)
     return progress.done_bytes
+
+
+def _unpack(
+    cache: Cache, staging: Path, paths: list[str], digests: dict[str, str], label: str, spec: InitializerSpec
+) -> dict[str, str]:
+    """Replace the downloaded archives in ``staging/files`` by their contents; return the new path -> sha256.
+
+    A refused or unreadable archive removes the staging folder (no partial entry); an
+    interruption leaves the downloads in place and the next run unpacks again.
+    """
+    free = shutil.disk_usage(cache.root).free - DISK_RESERVE_BYTES
+    try:
+        unpacked = unpack_archives(
+            staging / "files", staging / "unpacking", paths, label, spec.extract_max_bytes, max(free, 0)
+        )
+    except KubetuneError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    kept = {path: sha256 for path, sha256 in digests.items() if archive_suffix(path) is None}
+    return {**kept, **unpacked}
 
 
 def _check_free_space(root: Path, needed: int, label: str) -> None:

@@ -163,6 +163,18 @@ class InitializerSpec(StrictModel):
     options: dict[str, str] = Field(
         default_factory=dict, description="Extra settings passed to a custom provider (no secrets)."
     )
+    extract: bool = Field(
+        default=False,
+        description=(
+            "Unpack .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz and .zip files into the cache entry in place of the "
+            "archives: a lone archive into the target folder itself, each of several into a folder named after it."
+        ),
+    )
+    extract_max_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="Refuse archives that unpack to more than this many bytes (free disk space is always checked).",
+    )
 
     @field_validator("storage_uri")
     @classmethod
@@ -195,6 +207,8 @@ class InitializerSpec(StrictModel):
             raise ValueError("s3 options apply to s3:// URIs only")
         if self.storage_uri.startswith("hf://") and "@" in self.storage_uri and self.revision is not None:
             raise ValueError("give the revision either in the URI (@revision) or in revision, not both")
+        if self.extract_max_bytes is not None and not self.extract:
+            raise ValueError("extract_max_bytes applies only with extract: true")
         return self
 
     @property
