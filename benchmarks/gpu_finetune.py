@@ -56,17 +56,17 @@ def full_cases() -> list[Case]:
     compile) are in ``results/h100-80gb-hbm3.json``; these rows measure round 2's levers.
     """
     return [
+        Case("8b-lora-var/hf", "hf", "8b", "lora", "var", 16, checkpointing=1.0),
+        Case("8b-lora-var/kt-pack+ce+nockpt+cmp+fused", "kt", "8b", "lora", "var", 16, 0.0, True, True, "layers", True),
         Case("8b-lora-fixed/hf", "hf", "8b", "lora", "fixed", 4, checkpointing=1.0),
         Case("8b-lora-fixed/kt-ce+nockpt+cmp+fused", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers", True),
         Case("1b-full-fixed/hf", "hf", "1b", "full", "fixed", 4),
         Case("1b-full-fixed/kt-ce+compile", "kt", "1b", "full", "fixed", 4, 0.0, False, True, "layers"),
-        Case("8b-qlora-var/hf", "hf", "8b", "qlora", "var", 16, checkpointing=1.0),
-        Case("8b-qlora-var/kt-pack+ce+sac.5+fused", "kt", "8b", "qlora", "var", 16, 0.5, True, True, "", True),
-        Case("8b-qlora-var/kt-pack+ce+cmp+fused", "kt", "8b", "qlora", "var", 16, 0.0, True, True, "layers", True),
-        Case("8b-lora-var/hf", "hf", "8b", "lora", "var", 16, checkpointing=1.0),
-        Case("8b-lora-var/kt-pack+ce+nockpt+cmp+fused", "kt", "8b", "lora", "var", 16, 0.0, True, True, "layers", True),
-        Case("8b-lora-fixed/kt-ce+nockpt+compile", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers"),
+        Case("8b-qlora-var/hf", "hf", "8b", "qlora", "var", 4, checkpointing=1.0),
+        Case("8b-qlora-var/kt-pack+ce+sac.5+fused", "kt", "8b", "qlora", "var", 4, 0.5, True, True, "", True),
+        Case("8b-qlora-var/kt-pack+ce+cmp+fused", "kt", "8b", "qlora", "var", 4, 0.0, True, True, "layers", True),
         Case("1b-full-fixed/kt-ce+compile-decoder", "kt", "1b", "full", "fixed", 4, 0.0, False, True, "decoder"),
+        Case("8b-lora-fixed/kt-ce+nockpt+compile", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers"),
     ]  # fmt: skip
 
 
