@@ -39,42 +39,58 @@ class Case:
     name: str
     side: str  # "hf" or "kt"
     model: str
-    method: str  # "lora" or "full"
+    method: str  # "lora", "qlora" (NF4 base) or "full"
     data: str  # "fixed" or "var"
     batch: int
     checkpointing: float = 0.0  # share of layers recomputed (0 = none)
     packing: bool = False
     chunked_loss: bool = False
-    compile: bool = False
+    compile: str = ""  # "", "layers" (each decoder layer) or "decoder" (the whole stack)
+    fused_lora: bool = False
 
 
 def full_cases() -> list[Case]:
-    """The committed table: headline cases plus one-lever-at-a-time rows."""
+    """The committed table: each target's HF baseline and kubetune's best levers, plus lever rows.
+
+    Round 1's one-lever-at-a-time rows (packing, chunked CE, checkpointing share, per-layer
+    compile) are in ``results/h100-80gb-hbm3.json``; these rows measure round 2's levers.
+    """
     return [
         Case("8b-lora-var/hf", "hf", "8b", "lora", "var", 16, checkpointing=1.0),
-        Case("8b-lora-var/kt-pack+ce", "kt", "8b", "lora", "var", 16, 1.0, True, True),
-        Case("8b-lora-var/kt-pack+ce+sac.5", "kt", "8b", "lora", "var", 16, 0.5, True, True),
-        Case("8b-lora-var/kt-pack+ce+nockpt", "kt", "8b", "lora", "var", 16, 0.0, True, True),
-        Case("8b-lora-var/kt-pack+ce+nockpt+compile", "kt", "8b", "lora", "var", 16, 0.0, True, True, True),
+        Case("8b-lora-var/kt-pack+ce+nockpt+cmp+fused", "kt", "8b", "lora", "var", 16, 0.0, True, True, "layers", True),
         Case("8b-lora-fixed/hf", "hf", "8b", "lora", "fixed", 4, checkpointing=1.0),
-        Case("8b-lora-fixed/kt-ce", "kt", "8b", "lora", "fixed", 4, 1.0, False, True),
-        Case("8b-lora-fixed/kt-ce+sac.5", "kt", "8b", "lora", "fixed", 4, 0.5, False, True),
-        Case("8b-lora-fixed/kt-ce+sac.5+compile", "kt", "8b", "lora", "fixed", 4, 0.5, False, True, True),
+        Case("8b-lora-fixed/kt-ce+nockpt+cmp+fused", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers", True),
         Case("1b-full-fixed/hf", "hf", "1b", "full", "fixed", 4),
-        Case("1b-full-fixed/kt-ce", "kt", "1b", "full", "fixed", 4, 0.0, False, True),
-        Case("1b-full-fixed/kt-ce+compile", "kt", "1b", "full", "fixed", 4, 0.0, False, True, True),
-    ]
+        Case("1b-full-fixed/kt-ce+compile", "kt", "1b", "full", "fixed", 4, 0.0, False, True, "layers"),
+        Case("8b-qlora-var/hf", "hf", "8b", "qlora", "var", 4, checkpointing=1.0),
+        Case("8b-qlora-var/kt-pack+ce+sac.5+fused", "kt", "8b", "qlora", "var", 4, 0.5, True, True, "", True),
+        Case("8b-qlora-var/kt-pack+ce+cmp+fused", "kt", "8b", "qlora", "var", 4, 0.0, True, True, "layers", True),
+        Case("1b-full-fixed/kt-ce+compile-decoder", "kt", "1b", "full", "fixed", 4, 0.0, False, True, "decoder"),
+        Case("8b-lora-fixed/kt-ce+nockpt+compile", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers"),
+    ]  # fmt: skip
 
 
 def tiny_cases(device: str) -> list[Case]:
     """Every code path on a tiny model (CPU smoke test, and the first GPU check; compile on GPU only)."""
-    compiled = [Case("tiny-lora-var/kt-pack+ce+compile", "kt", "tiny", "lora", "var", 4, 1.0, True, True, True)]
-    return (compiled if device == "cuda" else []) + [
+    compiled = [
+        Case("tiny-lora-var/kt-pack+ce+cmp+fused", "kt", "tiny", "lora", "var", 4, 1.0, True, True, "layers", True),
+        Case("tiny-full-fixed/kt-ce+compile-decoder", "kt", "tiny", "full", "fixed", 2, 0.0, False, True, "decoder"),
+    ]
+    try:
+        import bitsandbytes  # noqa: F401
+
+        quantized = [
+            Case("tiny-qlora-var/hf", "hf", "tiny", "qlora", "var", 4, checkpointing=1.0),
+            Case("tiny-qlora-var/kt-pack+ce+sac.5+fused", "kt", "tiny", "qlora", "var", 4, 0.5, True, True, "", True),
+        ]
+    except ImportError:
+        quantized = []
+    return (compiled if device == "cuda" else []) + quantized + [
         Case("tiny-lora-var/hf", "hf", "tiny", "lora", "var", 4, checkpointing=1.0),
-        Case("tiny-lora-var/kt-pack+ce+sac.5", "kt", "tiny", "lora", "var", 4, 0.5, True, True),
+        Case("tiny-lora-var/kt-pack+ce+sac.5+fused", "kt", "tiny", "lora", "var", 4, 0.5, True, True, "", True),
         Case("tiny-full-fixed/hf", "hf", "tiny", "full", "fixed", 2),
         Case("tiny-full-fixed/kt-ce", "kt", "tiny", "full", "fixed", 2, 0.0, False, True),
-    ]
+    ]  # fmt: skip
 
 
 def sample_lengths(kind: str, count: int, max_len: int, seed: int) -> list[int]:
@@ -117,6 +133,30 @@ def build_model(case: Case, device: str):
     return model
 
 
+def quantize_nf4(model, device: str) -> None:
+    """Replace every decoder linear with a bitsandbytes NF4 ``Linear4bit`` (double quantization), in place.
+
+    What ``from_pretrained(..., quantization_config=BitsAndBytesConfig(load_in_4bit=True,
+    bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True))`` builds, without a checkpoint on disk.
+    """
+    import bitsandbytes as bnb
+    import torch
+
+    compute = torch.bfloat16 if device == "cuda" else torch.float32
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not torch.nn.Linear or child is model.get_output_embeddings():
+                continue
+            layer = bnb.nn.Linear4bit(child.in_features, child.out_features, bias=False, compute_dtype=compute,
+                                      compress_statistics=True, quant_type="nf4", device="meta")  # fmt: skip
+            layer.weight = bnb.nn.Params4bit(
+                child.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4"
+            ).to(device)
+            setattr(parent, name, layer)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def lora_config():
     """The LoRA both sides use: r=16, alpha=32, all linear layers, no dropout."""
     from kubetune.spec.trainer import LoraConfig
@@ -126,7 +166,7 @@ def lora_config():
 
 def flops_per_step(model_cfg, method: str, lengths: list[int], params: int) -> float:
     """Useful FLOPs on real tokens: k*N per token (LoRA 4, full 6) + causal attention (x3 for fwd+bwd)."""
-    k = 6 if method == "full" else 4
+    k = 6 if method == "full" else 4  # QLoRA: dequantization is overhead, not model FLOPs
     tokens = sum(lengths)
     attn = 3 * 4 * model_cfg.num_hidden_layers * model_cfg.hidden_size * sum(n * (n + 1) / 2 for n in lengths)
     return k * params * tokens + attn
@@ -150,9 +190,17 @@ def run_hf(case: Case, model, examples, steps: int, device: str):
 
     from kubetune.trainer.data.batching import collate
 
-    if case.checkpointing:
+    if case.method == "qlora":  # the usual QLoRA recipe: PEFT's k-bit preparation with checkpointing
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=bool(case.checkpointing),
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif case.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if case.method == "lora":
+    if case.method in ("lora", "qlora"):
         lc = lora_config()
         model = get_peft_model(
             model, LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=0.0, target_modules="all-linear")
@@ -202,24 +250,30 @@ def run_kt(case: Case, model, examples, steps: int, device: str):
     import torch
 
     from kubetune.spec.trainer import LLMConfig, TrainingConfig
-    from kubetune.trainer.kernels.checkpointing import checkpoint_layers
-    from kubetune.trainer.kernels.compilation import compile_layers
+    from kubetune.trainer.kernels.compilation import compile_decoder, compile_layers
+    from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
     from kubetune.trainer.kernels.packed_attention import use_packed_attention
     from kubetune.trainer.loop import train_step
-    from kubetune.trainer.model_loading import apply_method
+    from kubetune.trainer.model_loading import apply_method, prepare_for_training
     from kubetune.trainer.optim import build_optimizer
 
     training = TrainingConfig(
         batch_size=case.batch, learning_rate=2e-4, lr_scheduler="constant", max_grad_norm=1.0,
         precision="bf16" if device == "cuda" else "fp32", packing=case.packing, chunked_loss=case.chunked_loss,
+        gradient_checkpointing=bool(case.checkpointing), gradient_checkpointing_fraction=case.checkpointing or 1.0,
+        compile=bool(case.compile), fused_lora=case.fused_lora,
     )  # fmt: skip
-    if case.checkpointing:
-        checkpoint_layers(model, case.checkpointing)
-    model = apply_method(model, LLMConfig(method=case.method, lora=lora_config(), training=training))
+    config = LLMConfig(method=case.method, lora=lora_config(), training=training)
+    model = prepare_for_training(model, config)
+    model = apply_method(model, config)
     if case.packing:
         use_packed_attention(model)
-    if case.compile:
+    if case.fused_lora:
+        fuse_lora_linears(model)
+    if case.compile == "layers":
         compile_layers(model)
+    elif case.compile == "decoder":
+        compile_decoder(model)
     model.train()
     optimizer = build_optimizer(model, training)
     times, losses = [], []
@@ -242,6 +296,9 @@ def run_case(case: Case, steps: int, warmup: int, device: str) -> dict:
     import torch
 
     model = build_model(case, device)
+    params = matmul_params(model)
+    if case.method == "qlora":
+        quantize_nf4(model, device)
     max_len = 2048 if case.model != "tiny" else 128
     examples = make_examples(case, case.batch * steps, max_len, model.config.vocab_size)
     if device == "cuda":
@@ -253,7 +310,6 @@ def run_case(case: Case, steps: int, warmup: int, device: str) -> dict:
     real = [sum(lengths) for lengths in step_lengths]
     padded = [case.batch * max(lengths) for lengths in step_lengths]
     seconds = sum(times[s] for s in measured)
-    params = matmul_params(model)
     flops = sum(flops_per_step(model.config, case.method, lengths, params) for lengths in step_lengths)
     gpu = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in gpu), None)

@@ -46,3 +46,55 @@ def test_packed_varlen_and_chunked_loss_match_padded_in_bf16():
     for a, b in zip(fast.parameters(), plain.parameters(), strict=True):
         rel = float((a.grad.float() - b.grad.float()).norm() / b.grad.float().norm().clamp_min(1e-12))
         assert rel < 5e-2
+
+
+def test_compiled_chunked_loss_matches_plain_cross_entropy_in_bf16():
+    import torch.nn.functional as F
+
+    from kubetune.trainer.data.formats import IGNORE_INDEX
+    from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    hidden = torch.randn(3000, 256, device="cuda", generator=gen, dtype=torch.bfloat16, requires_grad=True)
+    weight = (0.05 * torch.randn(32000, 256, device="cuda", generator=gen)).to(torch.bfloat16).requires_grad_()
+    labels = torch.randint(0, 32000, (3000,), device="cuda", generator=gen)
+    labels[:500] = IGNORE_INDEX
+    got = linear_cross_entropy_sum(hidden, weight, labels, chunk_size=1024)  # 3 chunks, the last one partial
+    got.backward()
+    got_h, got_w = hidden.grad, weight.grad
+    hidden.grad = weight.grad = None
+    want = F.cross_entropy((hidden @ weight.T).float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    want.backward()
+    assert float(got) == pytest.approx(float(want), rel=1e-3)
+    for a, b in ((got_h, hidden.grad), (got_w, weight.grad)):
+        assert float((a.float() - b.float()).norm() / b.float().norm()) < 2e-2
+
+
+def test_fused_lora_matches_peft_on_cuda_under_bf16_autocast():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=8,
+                      num_key_value_heads=2, vocab_size=5000)  # fmt: skip
+    base = LlamaForCausalLM(cfg).cuda().to(torch.bfloat16)
+    plain = get_peft_model(base, LoraConfig(r=16, target_modules="all-linear"))
+    for name, param in plain.named_parameters():
+        if "lora_" in name:
+            param.data = torch.randn_like(param, dtype=torch.float32) * 0.05
+    fused = copy.deepcopy(plain)
+    assert fuse_lora_linears(fused) == 14
+    ids = torch.randint(0, 5000, (2, 128), device="cuda")
+    losses = []
+    for model in (plain, fused):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        losses.append(float(loss))
+    assert losses[1] == pytest.approx(losses[0], rel=5e-3)
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        if a.requires_grad:
+            assert a.grad.dtype == torch.float32
+            assert float((a.grad - b.grad).norm() / b.grad.norm().clamp_min(1e-12)) < 5e-2, name

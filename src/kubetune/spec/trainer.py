@@ -145,6 +145,10 @@ class TrainingConfig(StrictModel):
         default=False, description="Fuse the LM head with the loss in chunks; full fp32 logits never exist."
     )
     compile: bool = Field(default=False, description="torch.compile each decoder layer.")
+    fused_lora: bool = Field(
+        default=False,
+        description="LoRA/QLoRA: adapter matmuls in the base matmul's epilogue, no per-adapter dtype casts.",
+    )
     log_every: int = Field(default=1, ge=1)
     eval_every: int | None = Field(
         default=None, ge=1, description="Eval loss every N steps (and at the end) when there is an eval split."

@@ -110,18 +110,18 @@ def load_model(
 
 
 def prepare_for_training(model, config: LLMConfig):
-    """Gradient checkpointing and (for QLoRA) the k-bit training preparation of PEFT."""
-    if config.training.gradient_checkpointing:
-        checkpoint_layers(model, config.training.gradient_checkpointing_fraction)
-        model.config.use_cache = False
+    """The k-bit training preparation of PEFT (QLoRA), then gradient checkpointing.
+
+    Checkpointing comes second and is kubetune's own, so ``gradient_checkpointing_fraction``
+    holds for QLoRA too (PEFT's preparation would checkpoint every layer).
+    """
     if config.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(
-            model,
-            use_gradient_checkpointing=config.training.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    if config.training.gradient_checkpointing:
+        checkpoint_layers(model, config.training.gradient_checkpointing_fraction)
+        model.config.use_cache = False
     return model
 
 

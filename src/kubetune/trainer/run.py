@@ -22,6 +22,7 @@ from kubetune.trainer.distributed import (
 )
 from kubetune.trainer.export import export_adapter, export_merged, reload_merged_qlora
 from kubetune.trainer.kernels.compilation import compile_layers
+from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
 from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
@@ -110,6 +111,8 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         model = model.to(ctx.device)
     if training.packing:
         use_packed_attention(model)
+    if training.fused_lora and config.method in ("lora", "qlora"):
+        fuse_lora_linears(model)
     if training.compile:
         compile_layers(model)
     trainable, total = count_parameters(model)

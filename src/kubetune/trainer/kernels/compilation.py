@@ -17,3 +17,12 @@ def compile_layers(model: torch.nn.Module) -> int:
     for layer in layers:
         layer.compile(dynamic=True)
     return len(layers)
+
+
+def compile_decoder(model: torch.nn.Module) -> None:
+    """Compile the whole decoder stack (embeddings, every layer, final norm) as one graph.
+
+    Longer to compile than :func:`compile_layers` (every layer is traced), in exchange for
+    fusions across layer boundaries; the LM head and loss stay eager either way.
+    """
+    model.get_decoder().compile(dynamic=True)

@@ -72,6 +72,9 @@ def packed_attention_forward(
     kernel = _varlen_kernel() if q.is_cuda else None
     if kernel is not None:
         varlen_attn, causal, native_gqa = kernel
+        if torch.is_autocast_enabled(q.device.type):  # the flash kernel is not autocast-aware (fp32 QLoRA stream)
+            dtype = torch.get_autocast_dtype(q.device.type)
+            q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         extra = dict(causal)
         if groups > 1:
             if native_gqa:
