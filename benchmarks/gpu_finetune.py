@@ -67,6 +67,10 @@ def full_cases() -> list[Case]:
         Case("8b-qlora-var/kt-pack+ce+cmp+fused", "kt", "8b", "qlora", "var", 4, 0.0, True, True, "layers", True),
         Case("1b-full-fixed/kt-ce+compile-decoder", "kt", "1b", "full", "fixed", 4, 0.0, False, True, "decoder"),
         Case("8b-lora-fixed/kt-ce+nockpt+compile", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers"),
+        # Round 3: the 1B full fine-tune at batch 8 on both sides (larger GEMMs), whole-decoder compile.
+        Case("1b-full-fixed-bs8/hf", "hf", "1b", "full", "fixed", 8),
+        Case("1b-full-fixed-bs8/kt-ce+compile", "kt", "1b", "full", "fixed", 8, 0.0, False, True, "layers"),
+        Case("1b-full-fixed-bs8/kt-ce+compile-decoder", "kt", "1b", "full", "fixed", 8, 0.0, False, True, "decoder"),
     ]  # fmt: skip
 
 
@@ -331,18 +335,21 @@ def run_case(case: Case, steps: int, warmup: int, device: str) -> dict:
 
 @dataclass
 class Table:
-    """Results of all cases, with kubetune/HF ratios against the same model/method/data."""
+    """Results of all cases, with kubetune/HF ratios against the same model, method, data and batch."""
 
     results: list[dict] = field(default_factory=list)
 
     def render(self) -> str:
-        hf = {(r["model"], r["method"], r["data"]): r for r in self.results if r["side"] == "hf" and "error" not in r}
+        def key(r: dict) -> tuple:
+            return r["model"], r["method"], r["data"], r["batch"]
+
+        hf = {key(r): r for r in self.results if r["side"] == "hf" and "error" not in r}
         lines = [f"{'case':38} {'tok/s':>9} {'x HF':>6} {'MFU':>6} {'mem GiB':>8} {'pad':>5}  losses (first, last)"]
         for r in self.results:
             if "error" in r:
                 lines.append(f"{r['name']:38} FAILED: {r['error'][-150:]}")
                 continue
-            base = hf.get((r["model"], r["method"], r["data"]))
+            base = hf.get(key(r))
             ratio = r["real_tokens_per_s"] / base["real_tokens_per_s"] if base else float("nan")
             mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "   -  "
             mem = f"{r['peak_mem_gib']:8.1f}" if r["peak_mem_gib"] is not None else "       -"
