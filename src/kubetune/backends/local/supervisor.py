@@ -4,7 +4,9 @@ Started detached (its own session and process group) by :class:`~kubetune.backen
 it outlives the caller. It runs the initializer steps one after the other, then one torchrun
 agent per node with a c10d rendezvous on loopback, records every transition in the job store
 and each step's output in ``<home>/logs/<job>/<step>.log``. When one node fails it stops the
-others, so no worker waits forever in a collective. On SIGTERM it stops its children and
+others, so no worker waits forever in a collective; with ``max_restarts`` it then starts every
+node again (a new rendezvous; the LLM Trainer resumes from its newest checkpoint), and after
+that many restarts the job fails with the last error. On SIGTERM it stops its children and
 marks the job Cancelled.
 """
 
@@ -147,15 +149,44 @@ class Supervisor:
                 )
                 return
         self.store.set_status(self.name, JobStatus.RUNNING)
+        metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
+        restarts = 0
+        while (failure := self._run_nodes(config, env, metrics)) is not None:
+            step, code, summary = failure
+            if restarts >= self.spec.max_restarts:
+                detail = f" (after {restarts} restart{'s' * (restarts != 1)})" if restarts else ""
+                self.store.set_status(
+                    self.name, JobStatus.FAILED, "TrainerFailed", f"{step} exited with code {code}{detail}: {summary}"
+                )
+                return
+            restarts += 1
+            self.store.add_event(
+                self.name,
+                "Warning",
+                "Restarting",
+                f"{step} exited with code {code}: {summary}; restarting the nodes "
+                f"({restarts} of max_restarts {self.spec.max_restarts})",
+            )
+        metrics.export_new()
+        metrics.close()
+        if self.spec.trainer_kind == "builtin" and not (self.run_dir / "output" / "loss.png").exists():
+            self.store.add_event(self.name, "Warning", "NoLossCurve", "the trainer wrote no output/loss.png")
+        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.run_dir / 'output'}")
+
+    def _run_nodes(self, config: Path, env: dict[str, str], metrics) -> tuple[str, int, str] | None:
+        """Start every node (a fresh rendezvous) and wait for all of them.
+
+        On the first failure, stop the other nodes and return ``(step, exit code, log summary)``;
+        return None when every node succeeded.
+        """
         port = free_port()
-        nodes = {
+        self.children = [proc for proc in self.children if proc.poll() is None]
+        running = {
             f"node-{i}": self._start(
                 f"node-{i}", node_command(self.spec, self.name, i, port, config, self.run_dir), env
             )
             for i in range(self.spec.num_nodes)
         }
-        metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
-        running = dict(nodes)
         while running:
             time.sleep(POLL_S)
             metrics.export_new()
@@ -167,18 +198,11 @@ class Supervisor:
                 self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
                 if code != 0:
                     summary = failure_summary(self.log_dir / f"{step}.log")
-                    self.store.set_status(
-                        self.name, JobStatus.FAILED, "TrainerFailed", f"{step} exited with code {code}: {summary}"
-                    )
                     self.stop_children()
                     for other in running:
                         self.store.set_step(self.name, other, StepStatus.FAILED, running[other].returncode)
-                    return
-        metrics.export_new()
-        metrics.close()
-        if self.spec.trainer_kind == "builtin" and not (self.run_dir / "output" / "loss.png").exists():
-            self.store.add_event(self.name, "Warning", "NoLossCurve", "the trainer wrote no output/loss.png")
-        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.run_dir / 'output'}")
+                    return step, code, summary
+        return None
 
     def stop_children(self) -> None:
         """SIGTERM every live child, then SIGKILL what is left after a grace period."""
