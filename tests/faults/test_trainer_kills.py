@@ -34,8 +34,8 @@ def client(tmp_path):
 def _job_workers(client: TrainerClient, name: str):
     backend = client.backend
     tag = job_tag(backend.home, name, client.get_job(name).created_at)
-    procs = [p for p in job_processes(tag) if "-m kubetune.trainer" in " ".join(p.cmdline())]
-    return sorted(procs, key=lambda p: int(p.environ().get("RANK", "0")))
+    workers = [p for p in job_processes(tag) if "RANK" in p.environ()]  # torchrun sets RANK for workers only
+    return sorted(workers, key=lambda p: int(p.environ()["RANK"]))
 
 
 def test_killed_worker_is_restarted_and_the_job_completes_with_the_same_weights(
