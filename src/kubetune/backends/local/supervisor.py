@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -72,14 +73,20 @@ def node_command(spec: JobSpec, job: str, node: int, port: int, config: Path, ru
     ]  # fmt: skip
 
 
+# A worker's uncaught exception, as Python prints it (torchrun may prefix "[rank0]: ").
+_EXCEPTION_LINE = re.compile(r"^(\[\w+\]:\s*)?[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
+
+
 def failure_summary(log: Path) -> str:
-    """The most telling line at the end of a failed step's log (an ``error:`` line, else the last error)."""
+    """The most telling line at the end of a failed step's log: an ``error:`` line, else a worker's
+    exception (not torchrun's own summary), else the last line mentioning an error."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()[-200:] if line.strip()]
     except OSError:
         return "no log"
     for predicate in (
         lambda line: line.startswith("error:"),
+        lambda line: _EXCEPTION_LINE.match(line) is not None and "ChildFailedError" not in line,
         lambda line: "Signal" in line and "received" in line,
         lambda line: "Error" in line or "error" in line,
     ):
