@@ -186,3 +186,176 @@ def test_job_file_is_refused_by_the_cli(case: JobCase, tmp_path, isolated_kubetu
     assert lines[0] == expected
     assert not run.exists()
     assert LocalBackend(isolated_kubetune_home).list_jobs() == []
+
+
+@dataclass
+class DataCase:
+    """A dataset (file content) or model refused by the trainer before its first step."""
+
+    id: str
+    message: str
+    content: bytes = b""
+    suffix: str = ".jsonl"
+    dataset: dict = field(default_factory=dict)
+    model: str = "tiny"
+    training: dict = field(default_factory=dict)
+
+
+def chat(*roles: str) -> dict:
+    return {"messages": [{"role": role, "content": f"a {role} turn"} for role in roles]}
+
+
+DATA_CASES = [
+    DataCase(
+        "malformed-jsonl-line",
+        "{data}:2: malformed JSON line: Expecting property name enclosed in double quotes",
+        jsonl(GOOD_ROWS[:1]) + b"{not json\n",
+    ),
+    DataCase("jsonl-line-not-object", "{data}:1: expected a JSON object, got list", b"[1, 2]\n"),
+    DataCase(
+        "latin1-file",
+        "{data}: not UTF-8 text (invalid continuation byte at byte 20)",
+        '{"instruction": "caf\xe9 au lait", "output": "x"}\n'.encode("latin-1"),
+    ),
+    DataCase(
+        "utf16-file",
+        "{data}: not UTF-8 text (invalid start byte at byte 0)",
+        '{"instruction": "a", "output": "b"}\n'.encode("utf-16"),
+    ),
+    DataCase("empty-file", "{data}: the dataset is empty", b""),
+    DataCase("blank-lines-only", "{data}: the dataset is empty", b"\n\n  \n"),
+    DataCase("json-not-array-of-objects", "{data}: expected a JSON array of objects", b"[1, 2, 3]", suffix=".json"),
+    DataCase(
+        "json-nested-too-deep",
+        "{data}: malformed JSON: nested too deeply",
+        b"[" * 100000 + b"]" * 100000,
+        suffix=".json",
+    ),
+    DataCase(
+        "unsupported-file-type",
+        "{data}: unsupported dataset file type (use one of .jsonl, .json, .csv, .parquet, .txt)",
+        b"x",
+        suffix=".xlsx",
+    ),
+    DataCase(
+        "missing-columns",
+        "{data}: row 0 has no column 'instruction', 'output' needed by format 'alpaca'; columns present: answer, "
+        "question. Use dataset.column_map to rename.",
+        jsonl([{"question": "q", "answer": "a"}]),
+    ),
+    DataCase(
+        "misnamed-column-map",
+        "{data}: row 0 has no column 'instruction' (mapped from {{'instruction': 'prompt'}}) needed by format "
+        "'alpaca'; columns present: output, question. Use dataset.column_map to rename.",
+        jsonl([{"question": "q", "output": "a"}]),
+        dataset={"column_map": {"instruction": "prompt"}},
+    ),
+    DataCase(
+        "chat-assistant-first",
+        "{data}: row 0: invalid role order: message 0 is 'assistant', expected 'user' (system?, then "
+        "user/assistant alternating)",
+        jsonl([chat("assistant", "user")]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-two-users",
+        "{data}: row 0: invalid role order: message 2 is 'user', expected 'assistant' (system?, then "
+        "user/assistant alternating)",
+        jsonl([chat("system", "user", "user")]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-ends-with-user",
+        "{data}: row 0: a conversation must end with an assistant message",
+        jsonl([chat("user", "assistant", "user")]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-unknown-role",
+        "{data}: row 0: message {{'role': 'bot', 'content': 'a bot turn'}} needs role (system/user/assistant) "
+        "and text content",
+        jsonl([chat("user", "bot")]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-not-a-list",
+        "{data}: row 0: 'messages' must be a non-empty list",
+        jsonl([{"messages": "hello"}]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "messages-without-chat-template",
+        "dataset.format is 'messages' but the model's tokenizer has no chat template; use format 'alpaca' or "
+        "'completion', or a model with a chat template",
+        jsonl([chat("user", "assistant")]),
+        dataset={"format": "messages"},
+        model="no-template",
+    ),
+    DataCase(
+        "every-row-too-long",
+        "{data}: no example has a target token left (all 2 rows were dropped; is training.max_seq_len=8 shorter "
+        "than the prompts?)",
+        jsonl(GOOD_ROWS[:2]),
+        training={"max_seq_len": 8},
+    ),
+    DataCase(
+        "unknown-architecture",
+        "{model}: unknown model architecture 'no-such-architecture' (this transformers does not know it; a model "
+        "that ships its own code needs model.trust_remote_code: true)",
+        jsonl(GOOD_ROWS),
+        model="unknown-arch",
+    ),
+    DataCase(
+        "model-folder-without-config",
+        "{model}: not a Hugging Face model folder (no config.json)",
+        jsonl(GOOD_ROWS),
+        model="empty",
+    ),
+    DataCase(
+        "remote-model-uri",
+        "trainer.model.path: 's3://bucket/model' is a remote URI; the trainer reads local paths only (fetch it "
+        "with an initializer)",
+        jsonl(GOOD_ROWS),
+        model="s3://bucket/model",
+    ),
+]
+
+
+def _model_for(case: DataCase, tmp_path: Path, tiny: Path, no_template: Path) -> str:
+    if case.model == "tiny":
+        return str(tiny)
+    if case.model == "no-template":
+        return str(no_template)
+    if case.model == "empty":
+        (tmp_path / "empty-model").mkdir()
+        return str(tmp_path / "empty-model")
+    if case.model == "unknown-arch":
+        folder = tmp_path / "strange-model"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+        return str(folder)
+    return case.model
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=lambda case: case.id)
+def test_dataset_or_model_is_refused_by_the_trainer(
+    case: DataCase, tmp_path, capsys, tiny_model_dir, no_template_model_dir
+):
+    from kubetune.trainer.__main__ import main
+
+    data = tmp_path / f"data{case.suffix}"
+    data.write_bytes(case.content)
+    model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
+    run = tmp_path / "run"
+    job = merge(base_job(Path(model), data, run), {"trainer": {"dataset": case.dataset, "training": case.training}})
+    job["trainer"]["model"]["path"] = model
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(job), encoding="utf-8")
+    code = main(["--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    expected = "error: " + case.message.format(data=data, model=model)
+    assert lines[0] == expected
+    assert not run.exists()
