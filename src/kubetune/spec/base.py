@@ -62,12 +62,13 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
 
 
-_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/@\s'\"]*@", re.IGNORECASE)
+# ``scheme://user@`` or ``scheme://user:password@`` (a password, e.g. an S3 secret key, may hold '/').
+USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)([^/@:\s'\"]+:[^@\s'\"]*|[^/@\s'\"]*)@", re.IGNORECASE)
 
 
 def _redact_userinfo(text: str) -> str:
     """Hide ``user:password@`` in any URI inside ``text`` (a rejected value is echoed back to the user)."""
-    return _USERINFO.sub(r"\1***@", text)
+    return USERINFO.sub(r"\1***@", text)
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
