@@ -23,6 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
+import psutil
 import yaml
 
 from kubetune.backends.local import tensorboard_export
@@ -234,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     supervisor = Supervisor(Path(args.home), args.job)
+    # Record ourselves too: the submitter may die between starting us and recording our pid.
+    supervisor.store.set_supervisor(args.job, os.getpid(), psutil.Process().create_time())
     supervisor.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         supervisor.run()
