@@ -21,7 +21,6 @@ SUBMIT = textwrap.dedent(
     """
     import sys
     from kubetune.backends.local import LocalBackend
-from kubetune.backends.local import backend as backend_module
     from kubetune.client import CustomTrainer, Name, TrainerClient
 
     def hello():
