@@ -46,3 +46,7 @@ class JobTimeoutError(KubetuneError):
     """A job did not reach the awaited status in time."""
 
     exit_code = 1
+
+
+class OutputError(KubetuneError):
+    """Outputs (checkpoints, exports) cannot be written: the disk is full, a quota or permission refuses it."""

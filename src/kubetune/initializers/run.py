@@ -30,6 +30,9 @@ log = logging.getLogger("kubetune.initializers")
 
 # Kept free on the cache's file system beyond the bytes to download.
 DISK_RESERVE_BYTES = 64 << 20
+# Attempts per file when the connection breaks mid-download, and the first backoff (doubling).
+DOWNLOAD_ATTEMPTS = 4
+RETRY_BASE_S = 0.5
 MARKER = ".kubetune-entry"
 
 
@@ -210,7 +213,7 @@ def _fill(
                 log.info("%s: resuming %s at %s", label, file.path, format_bytes(dest.stat().st_size))
             elif dest.exists():
                 dest.unlink()
-            provider.download(file, dest, scratch, progress)
+            _download_with_retries(provider, file, dest, scratch, progress, label)
             if dest.is_symlink() or not dest.is_file():
                 raise FetchError(f"{label}: provider wrote no regular file for {file.path}")
             digest, problem = check_against_source(dest, file)
@@ -263,6 +266,27 @@ def _unpack(
         raise
     kept = {path: sha256 for path, sha256 in digests.items() if archive_suffix(path) is None}
     return {**kept, **unpacked}
+
+
+def _download_with_retries(
+    provider: Provider, file: RemoteFile, dest: Path, scratch: Path, progress: TransferProgress, label: str
+) -> None:
+    """Download one file; a broken connection is retried with exponential backoff (resuming where it stopped
+    when the provider can), and the last error is raised after :data:`DOWNLOAD_ATTEMPTS` attempts."""
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            provider.download(file, dest, scratch, progress)
+            return
+        except TransientFetchError as err:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise TransientFetchError(f"{err} (gave up after {attempt} attempts)") from None
+            delay = RETRY_BASE_S * 2 ** (attempt - 1)
+            log.warning(
+                "%s: %s; retrying in %.1f s (attempt %d of %d)", label, err, delay, attempt + 1, DOWNLOAD_ATTEMPTS
+            )
+            time.sleep(delay)
+            if not provider.supports_resume:
+                dest.unlink(missing_ok=True)
 
 
 def _check_free_space(root: Path, needed: int, label: str) -> None:

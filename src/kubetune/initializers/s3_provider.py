@@ -89,7 +89,10 @@ class S3Provider(ModelProvider, DatasetProvider):
                 "or configure the standard AWS chain)"
             )
         if isinstance(err, EndpointConnectionError):
-            return FetchError(f"{display}: cannot reach the S3 endpoint {err.kwargs.get('endpoint_url', '')}")
+            # Transient: a partial download is kept, and the next run resumes it.
+            return TransientFetchError(
+                f"{display}: cannot reach the S3 endpoint {err.kwargs.get('endpoint_url', '')} while trying to {action}"
+            )
         if isinstance(err, ClientError):
             code = err.response.get("Error", {}).get("Code", "")
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,10 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise ConfigError(f"a mapping key at line {key_node.start_mark.line + 1} is not a plain value") from None
         if key in seen:
             raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
         seen.add(key)
@@ -47,8 +52,25 @@ def read_yaml(path: str | Path) -> Any:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not valid YAML: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
+
+
+# ``scheme://user@`` or ``scheme://user:password@`` (a password, e.g. an S3 secret key, may hold '/').
+USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)([^/@:\s'\"]+:[^@\s'\"]*|[^/@\s'\"]*)@", re.IGNORECASE)
+
+
+def _redact_userinfo(text: str) -> str:
+    """Hide ``user:password@`` in any URI inside ``text`` (a rejected value is echoed back to the user)."""
+    return USERINFO.sub(r"\1***@", text)
 
 
 def format_validation_error(err: ValidationError, prefix: str = "") -> str:
@@ -60,7 +82,7 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> str:
         if problem["type"] == "extra_forbidden":
             message = "unknown field"
         elif "input" in problem and not isinstance(problem["input"], dict | list):
-            message = f"{message} (got {problem['input']!r})"
+            message = f"{message} (got {_redact_userinfo(repr(problem['input']))})"
         lines.append(f"{loc or '<root>'}: {message}")
     return "; ".join(lines)
 

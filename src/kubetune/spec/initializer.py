@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from kubetune.spec.base import StrictModel
+from kubetune.spec.base import USERINFO, StrictModel
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*)://")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -188,7 +188,7 @@ class InitializerSpec(StrictModel):
                 raise ValueError("the scheme must be lowercase letters, digits, '+', '-' or '.'")
             return value  # a plain local path
         parts = urlsplit(value)
-        if parts.username is not None or parts.password is not None:
+        if parts.username is not None or parts.password is not None or USERINFO.match(value):
             raise ValueError("must not contain credentials; use a secret reference (token, s3.*)")
         if match.group(1) in ("hf", "s3") and not parts.netloc:
             raise ValueError(f"{match.group(1)}:// needs a {'repository' if match.group(1) == 'hf' else 'bucket'}")

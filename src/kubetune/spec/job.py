@@ -76,6 +76,13 @@ class JobSpec(StrictModel):
     function: FunctionSpec | None = Field(default=None, description="The function of a custom trainer.")
     num_nodes: int = Field(default=1, ge=1, description="Nodes (torchrun agents).")
     procs_per_node: int = Field(default=1, ge=1, description="Worker processes per node.")
+    max_restarts: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Times the job's nodes are all started again after a worker fails; the LLM Trainer resumes "
+        "from its newest checkpoint. One more failure ends the job Failed with the last error.",
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-node resources.")
     env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment variables for workers (not for secrets)."

@@ -10,6 +10,7 @@ Only folders named ``step-N`` that hold ``meta.json`` are ever resumed from.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -28,7 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from kubetune.errors import ConfigError
+from kubetune.errors import ConfigError, OutputError
 from kubetune.trainer.distributed import DistributedContext, unwrap_model
 from kubetune.trainer.loop import DataPosition
 
@@ -95,6 +96,54 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class _WriteRecorder:
+    """A file wrapper that keeps the OSError of a failed write (torch.save reports only 'unexpected pos')."""
+
+    def __init__(self, handle) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
+def _save(obj: object, path: Path) -> None:
+    """``torch.save`` to ``path``, raising the real OSError (disk full...) when a write fails."""
+    with open(path, "wb") as handle:
+        recorder = _WriteRecorder(handle)
+        try:
+            torch.save(obj, recorder)
+        except RuntimeError:
+            if recorder.error is not None:
+                raise recorder.error from None
+            raise
+
+
+_WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "a file exceeds the file-size limit",
+}
+
+
+def _write_failed(err: OSError, final: Path, root: Path) -> OutputError:
+    reason = _WRITE_FAILURES.get(err.errno, (err.strerror or str(err)).lower())
+    previous = latest_checkpoint(root)
+    kept = (
+        f"the previous checkpoint {previous} is kept; free space, and the job resumes from it"
+        if previous is not None
+        else "no earlier checkpoint exists"
+    )
+    return OutputError(f"cannot write checkpoint {final}: {reason} ({kept})")
+
+
 def save_checkpoint(
     root: Path,
     step: int,
@@ -105,33 +154,43 @@ def save_checkpoint(
     ctx: DistributedContext,
     keep: int,
 ) -> Path:
-    """Write ``root/step-<step>`` atomically (every rank calls this), then keep the newest ``keep``."""
+    """Write ``root/step-<step>`` atomically (every rank calls this), then keep the newest ``keep``.
+
+    Raises:
+        OutputError: a write failed (disk full, quota, file-size limit); the partial folder is
+            removed and every earlier checkpoint is left as it was.
+    """
     final = root / f"step-{step}"
     tmp = root / f".step-{step}.tmp"
     # Gathering a sharded model's full state is collective: every rank takes part.
     trainable = _trainable_names(model)
     model_state = {k: v for k, v in get_model_state_dict(model, options=_FULL).items() if k in trainable}
     optim_state = get_optimizer_state_dict(model, optimizer, options=_FULL)
+    try:
+        if ctx.is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            _save(model_state, tmp / "model.pt")
+            _save(optim_state, tmp / "optimizer.pt")
+            _save(
+                {"scheduler": scheduler.state_dict(), "epoch": position.epoch, "micro_batch": position.micro_batch},
+                tmp / "trainer_state.pt",
+            )
+        ctx.barrier()
+        _save(_rng_state(), tmp / f"rng-{ctx.rank}.pt")
+        ctx.barrier()
+        if ctx.is_main:
+            for file in tmp.iterdir():
+                _fsync_file(file)
+            meta = tmp / "meta.json"
+            meta.write_text(json.dumps({"step": step, "world_size": ctx.world_size}), encoding="utf-8")
+            _fsync_file(meta)
+            _fsync_dir(tmp)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_failed(err, final, root) from None
     if ctx.is_main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        torch.save(model_state, tmp / "model.pt")
-        torch.save(optim_state, tmp / "optimizer.pt")
-        torch.save(
-            {"scheduler": scheduler.state_dict(), "epoch": position.epoch, "micro_batch": position.micro_batch},
-            tmp / "trainer_state.pt",
-        )
-    ctx.barrier()
-    torch.save(_rng_state(), tmp / f"rng-{ctx.rank}.pt")
-    ctx.barrier()
-    if ctx.is_main:
-        for file in tmp.iterdir():
-            _fsync_file(file)
-        meta = tmp / "meta.json"
-        meta.write_text(json.dumps({"step": step, "world_size": ctx.world_size}), encoding="utf-8")
-        _fsync_file(meta)
-        _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -17,15 +17,34 @@ log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
+def _check_architecture(path: Path, trust_remote_code: bool) -> None:
+    """Refuse a model folder whose ``config.json`` is unreadable or names an architecture transformers lacks."""
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise ModelError(f"{path}: config.json is not a readable JSON object") from None
+    if model_type not in CONFIG_MAPPING and not trust_remote_code:
+        raise ModelError(
+            f"{path}: unknown model architecture {model_type!r} (this transformers does not know it; a model that "
+            "ships its own code needs model.trust_remote_code: true)"
+        )
+
+
 def load_tokenizer(path: Path, config: ModelConfig):
     """Load the tokenizer; a missing pad token falls back to the end-of-sequence token."""
     from transformers import AutoTokenizer
 
     location, extra = pretrained_location(path)
+    if not extra:
+        _check_architecture(path, config.trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code, **extra)
     except (OSError, ValueError) as err:
-        raise ModelError(f"{path}: cannot load tokenizer: {err}") from None
+        raise ModelError(f"{path}: cannot load tokenizer: {' '.join(str(err).split())}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

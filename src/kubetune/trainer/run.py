@@ -83,8 +83,6 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     config = spec.trainer
     training = config.training
     output_dir = run_dir / "output"
-    if ctx.is_main:
-        write_job_file(spec, output_dir)
     seed_everything(training.seed)
 
     model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")
@@ -123,6 +121,9 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
     )
     model = wrap_model(model, ctx, training.distributed)
+    # Written once the data and model passed their checks: a rejected job leaves no output behind.
+    if ctx.is_main:
+        write_job_file(spec, output_dir)
 
     steps = loop.total_steps(len(data.train), training, ctx.world_size)
     optimizer = build_optimizer(model, training)

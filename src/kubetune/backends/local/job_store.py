@@ -115,6 +115,12 @@ class JobStore:
             conn.close()
 
     def _migrate(self) -> None:
+        try:
+            self._upgrade()
+        except sqlite3.DatabaseError as err:
+            raise ConfigError(f"job store {self.path} is not a readable kubetune job database ({err})") from None
+
+    def _upgrade(self) -> None:
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode = WAL")
         with self._connect(write=True) as conn:

@@ -4,13 +4,17 @@ Started detached (its own session and process group) by :class:`~kubetune.backen
 it outlives the caller. It runs the initializer steps one after the other, then one torchrun
 agent per node with a c10d rendezvous on loopback, records every transition in the job store
 and each step's output in ``<home>/logs/<job>/<step>.log``. When one node fails it stops the
-others, so no worker waits forever in a collective. On SIGTERM it stops its children and
+others, so no worker waits forever in a collective; with ``max_restarts`` it then starts every
+node again (a new rendezvous; the LLM Trainer resumes from its newest checkpoint), and after
+that many restarts the job fails with the last error. On SIGTERM it stops its children and
 marks the job Cancelled.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +22,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+import psutil
 
 from kubetune.backends.local import tensorboard_export
 from kubetune.backends.local.child_env import worker_env
@@ -67,14 +73,20 @@ def node_command(spec: JobSpec, job: str, node: int, port: int, config: Path, ru
     ]  # fmt: skip
 
 
+# A worker's uncaught exception, as Python prints it (torchrun may prefix "[rank0]: ").
+_EXCEPTION_LINE = re.compile(r"^(\[\w+\]:\s*)?[A-Za-z_][\w.]*(Error|Exception|Interrupt): ")
+
+
 def failure_summary(log: Path) -> str:
-    """The most telling line at the end of a failed step's log (an ``error:`` line, else the last error)."""
+    """The most telling line at the end of a failed step's log: an ``error:`` line, else a worker's
+    exception (not torchrun's own summary), else the last line mentioning an error."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()[-200:] if line.strip()]
     except OSError:
         return "no log"
     for predicate in (
         lambda line: line.startswith("error:"),
+        lambda line: _EXCEPTION_LINE.match(line) is not None and "ChildFailedError" not in line,
         lambda line: "Signal" in line and "received" in line,
         lambda line: "Error" in line or "error" in line,
     ):
@@ -134,15 +146,44 @@ class Supervisor:
                 )
                 return
         self.store.set_status(self.name, JobStatus.RUNNING)
+        metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
+        restarts = 0
+        while (failure := self._run_nodes(config, env, metrics)) is not None:
+            step, code, summary = failure
+            if restarts >= self.spec.max_restarts:
+                detail = f" (after {restarts} restart{'s' * (restarts != 1)})" if restarts else ""
+                self.store.set_status(
+                    self.name, JobStatus.FAILED, "TrainerFailed", f"{step} exited with code {code}{detail}: {summary}"
+                )
+                return
+            restarts += 1
+            self.store.add_event(
+                self.name,
+                "Warning",
+                "Restarting",
+                f"{step} exited with code {code}: {summary}; restarting the nodes "
+                f"({restarts} of max_restarts {self.spec.max_restarts})",
+            )
+        metrics.export_new()
+        metrics.close()
+        if self.spec.trainer_kind == "builtin" and not (self.run_dir / "output" / "loss.png").exists():
+            self.store.add_event(self.name, "Warning", "NoLossCurve", "the trainer wrote no output/loss.png")
+        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.run_dir / 'output'}")
+
+    def _run_nodes(self, config: Path, env: dict[str, str], metrics) -> tuple[str, int, str] | None:
+        """Start every node (a fresh rendezvous) and wait for all of them.
+
+        On the first failure, stop the other nodes and return ``(step, exit code, log summary)``;
+        return None when every node succeeded.
+        """
         port = free_port()
-        nodes = {
+        self.children = [proc for proc in self.children if proc.poll() is None]
+        running = {
             f"node-{i}": self._start(
                 f"node-{i}", node_command(self.spec, self.name, i, port, config, self.run_dir), env
             )
             for i in range(self.spec.num_nodes)
         }
-        metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
-        running = dict(nodes)
         while running:
             time.sleep(POLL_S)
             metrics.export_new()
@@ -154,18 +195,11 @@ class Supervisor:
                 self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
                 if code != 0:
                     summary = failure_summary(self.log_dir / f"{step}.log")
-                    self.store.set_status(
-                        self.name, JobStatus.FAILED, "TrainerFailed", f"{step} exited with code {code}: {summary}"
-                    )
                     self.stop_children()
                     for other in running:
                         self.store.set_step(self.name, other, StepStatus.FAILED, running[other].returncode)
-                    return
-        metrics.export_new()
-        metrics.close()
-        if self.spec.trainer_kind == "builtin" and not (self.run_dir / "output" / "loss.png").exists():
-            self.store.add_event(self.name, "Warning", "NoLossCurve", "the trainer wrote no output/loss.png")
-        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.run_dir / 'output'}")
+                    return step, code, summary
+        return None
 
     def stop_children(self) -> None:
         """SIGTERM every live child, then SIGKILL what is left after a grace period."""
@@ -190,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     supervisor = Supervisor(Path(args.home), args.job)
+    # Record ourselves too: the submitter may die between starting us and recording our pid.
+    supervisor.store.set_supervisor(args.job, os.getpid(), psutil.Process().create_time())
     supervisor.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         supervisor.run()

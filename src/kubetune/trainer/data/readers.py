@@ -61,6 +61,8 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise DataError(f"{path}:{number}: malformed JSON line: {err.msg}") from None
+            except RecursionError:
+                raise DataError(f"{path}:{number}: malformed JSON line: nested too deeply") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
             yield row
@@ -73,6 +75,8 @@ def _read_json(path: Path) -> Iterator[dict]:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: malformed JSON at line {err.lineno}: {err.msg}") from None
+    except RecursionError:
+        raise DataError(f"{path}: malformed JSON: nested too deeply") from None
     if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
         data = next(iter(data.values()))
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
