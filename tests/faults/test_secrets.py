@@ -134,7 +134,7 @@ def test_local_jobs_with_secret_references_leak_nothing(planted, tmp_path, s3_en
 def test_validation_errors_and_manifests_never_show_secret_values(planted):
     from kubetune.backends.kubernetes.render_trainjob import KubernetesJobOptions, render_trainjob
     from kubetune.controller.reconcile import reconcile
-    from kubetune.runtimes import get_runtime
+    from kubetune.runtimes import apply_runtime, get_runtime
     from kubetune.spec.base import validate_config
     from kubetune.spec.job import JobSpec
 
@@ -150,18 +150,18 @@ def test_validation_errors_and_manifests_never_show_secret_values(planted):
         JobSpec,
         {
             "name": "secret-job",
+            "runtime": "smollm2-135m-lora",
             "initializer": {
-                "model": {"storage_uri": "hf://org/model", "token": {"env": "KT_HF_TOKEN"}},
-                "dataset": {"storage_uri": "s3://bucket/data", "s3": {"access_key_id": {"env": "KT_S3_KEY_ID"},
-                                                                      "secret_access_key": {"env": "KT_S3_SECRET"}}},
+                "model": {"storage_uri": "hf://org/model",
+                          "token": {"kubernetes": {"name": "hf-token", "key": "HF_TOKEN"}}},
+                "dataset": {"storage_uri": "s3://bucket/data", "s3": {
+                    "access_key_id": {"kubernetes": {"name": "s3-keys", "key": "AWS_ACCESS_KEY_ID"}},
+                    "secret_access_key": {"kubernetes": {"name": "s3-keys", "key": "AWS_SECRET_ACCESS_KEY"}}}},
             },
-            "trainer": {"model": {"path": "hf://org/model"}, "dataset": {"path": "s3://bucket/data"}},
         },
     )  # fmt: skip
-    manifest = render_trainjob(
-        spec, KubernetesJobOptions(runtime="smollm2-135m-lora", model_secret="hf-token", dataset_secret="s3-keys"),
-        namespace="team-a",
-    )  # fmt: skip
+    resolved = apply_runtime(spec, get_runtime("smollm2-135m-lora"))
+    manifest = render_trainjob(spec, resolved, KubernetesJobOptions(), namespace="team-a")
     trainjob = {**manifest, "metadata": {**manifest["metadata"], "uid": "u-1", "generation": 1}}
     desired = reconcile(
         trainjob,
