@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from kubetune.backends.local import LocalBackend
-from kubetune.client import BuiltinTrainer, CustomTrainer, Initializer, JobStatus, LLMConfig, Name, TrainerClient
+from kubetune.client import (
+    BuiltinTrainer,
+    CustomTrainer,
+    Initializer,
+    JobStatus,
+    LLMConfig,
+    MaxRestarts,
+    Name,
+    TrainerClient,
+)
 from kubetune.errors import ConfigError, JobExistsError
 from kubetune.spec.initializer import ModelInitializer
 from kubetune.spec.trainer import TrainingConfig
@@ -87,3 +96,9 @@ def test_unknown_log_step_is_a_clear_error(client: TrainerClient, tmp_path: Path
     client.train(trainer=CustomTrainer(func=double, func_args={"x": 1}), options=[Name("steps")])
     with pytest.raises(ConfigError, match=r"no step 'node-3'.*node-0"):
         list(client.get_job_logs("steps", step="node-3"))
+
+
+def test_max_restarts_option_is_validated(client, backend):
+    with pytest.raises(ConfigError, match=r"max_restarts"):
+        client.train(trainer=CustomTrainer(func=double), options=[Name("bad"), MaxRestarts(101)])
+    _assert_nothing_left(backend)

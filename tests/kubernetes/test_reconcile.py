@@ -204,6 +204,15 @@ def test_deadline_bounds_the_node_job(runtime):
     assert node["template"]["spec"]["activeDeadlineSeconds"] == 3600
 
 
+def test_max_restarts_becomes_the_jobset_failure_policy(runtime, jobset_validator, trainjob_validator):
+    trainjob = make_trainjob(maxRestarts=3)
+    trainjob_validator.validate(trainjob)
+    jobset = reconcile(trainjob, runtime, {}).jobset
+    assert jobset["spec"]["failurePolicy"] == {"maxRestarts": 3}
+    jobset_validator.validate(jobset)
+    assert "failurePolicy" not in reconcile(make_trainjob(), runtime, {}).jobset["spec"]
+
+
 def test_reconcile_is_deterministic(runtime):
     trainjob = make_trainjob(initializer={"dataset": {"storageUri": "s3://b/d"}})
     assert reconcile(trainjob, runtime, {}) == reconcile(trainjob, runtime, {})

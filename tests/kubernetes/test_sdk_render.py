@@ -83,3 +83,11 @@ def test_what_a_cluster_cannot_read_is_refused_before_submission(fields, message
 
 def test_unnamed_jobs_get_a_generated_name():
     assert render(JobSpec())["metadata"]["name"].startswith("kt-")
+
+
+def test_max_restarts_travels_to_the_trainjob_and_the_jobset(runtime, trainjob_validator):
+    manifest = render(JobSpec.model_validate({**SPEC, "max_restarts": 2}))
+    trainjob_validator.validate(manifest)
+    assert manifest["spec"]["maxRestarts"] == 2
+    assert reconcile(as_server_object(manifest), runtime, {}).jobset["spec"]["failurePolicy"] == {"maxRestarts": 2}
+    assert "maxRestarts" not in render(JobSpec.model_validate(SPEC))["spec"]

@@ -1,6 +1,6 @@
 """kubetune's SDK: ``TrainerClient`` and the types it takes and returns."""
 
-from kubetune.client.trainer_client import JobOption, Name, RunDirectory, TrainerClient
+from kubetune.client.trainer_client import JobOption, MaxRestarts, Name, RunDirectory, TrainerClient
 from kubetune.client.types import (
     BuiltinTrainer,
     CustomTrainer,
@@ -24,6 +24,7 @@ __all__ = [
     "JobOption",
     "JobStatus",
     "LLMConfig",
+    "MaxRestarts",
     "Name",
     "Progress",
     "RunDirectory",

@@ -162,6 +162,16 @@ class Name(JobOption):
         fields["name"] = self.name
 
 
+class MaxRestarts(JobOption):
+    """Restart a failed job's workers up to ``count`` times; each restart resumes from the newest checkpoint."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def __call__(self, fields: dict[str, Any], backend: RuntimeBackend) -> None:
+        fields["max_restarts"] = self.count
+
+
 class RunDirectory(JobOption):
     """Put the run directory (model/, dataset/, output/) at ``path``; local backend only."""
 

@@ -94,6 +94,7 @@ class TrainJobSpec(CamelModel):
     trainer: Trainer = Field(default_factory=Trainer)
     suspend: bool = False
     active_deadline_seconds: int | None = Field(default=None, ge=1)
+    max_restarts: int = Field(default=0, ge=0, le=100)
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     pod_overrides: PodOverrides | None = None

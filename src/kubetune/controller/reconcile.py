@@ -365,6 +365,9 @@ def _jobset(
         "network": {"enableDNSHostnames": True, "subdomain": name, "publishNotReadyAddresses": True},
         "successPolicy": {"operator": "All", "targetReplicatedJobs": [NODE]},
     }
+    if spec.max_restarts:
+        # JobSet recreates every job of the set; the trainer then resumes from its newest checkpoint.
+        jobset_spec["failurePolicy"] = {"maxRestarts": spec.max_restarts}
     suspend = _jobset_suspend(spec, trainjob_labels, existing_jobset)
     if suspend is not None:
         jobset_spec["suspend"] = suspend

@@ -196,6 +196,8 @@ def render_trainjob(
         body["initializer"] = initializer
     if options.active_deadline_seconds:
         body["activeDeadlineSeconds"] = options.active_deadline_seconds
+    if spec.max_restarts:
+        body["maxRestarts"] = spec.max_restarts
     if options.labels:
         body["labels"] = dict(options.labels)
     if options.annotations:
