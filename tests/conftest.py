@@ -50,3 +50,15 @@ def isolated_kubetune_home(tmp_path_factory, monkeypatch) -> Path:
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct (real weights) as a safetensors model folder."""
     return convert_gguf_once(SMOLLM2_GGUF, "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A real S3-protocol server (moto in server mode, real HTTP) on a free loopback port."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

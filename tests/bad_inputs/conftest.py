@@ -27,15 +27,3 @@ def no_template_model_dir(tmp_path_factory, tiny_model_dir):
     config.pop("chat_template", None)
     config_path.write_text(json.dumps(config))
     return target
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """A moto S3 server (server mode, real HTTP) on a free loopback port."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()

@@ -24,24 +24,13 @@ S3_REGION = "us-east-1"
 BLOB = os.urandom(3 << 20)  # one 3 MiB object, fetched in one GET when all goes well
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def bucket(moto_endpoint, monkeypatch):
+def bucket(s3_endpoint, monkeypatch):
     import boto3
 
     for var, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"), ("AWS_DEFAULT_REGION", S3_REGION)):
         monkeypatch.setenv(var, value)
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name=S3_REGION)
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name=S3_REGION)
     name = f"b-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=name)
     client.put_object(Bucket=name, Key="data/blob.bin", Body=BLOB)
@@ -49,8 +38,8 @@ def bucket(moto_endpoint, monkeypatch):
 
 
 @pytest.fixture
-def proxy(moto_endpoint):
-    faulty = FaultyS3Proxy(moto_endpoint)
+def proxy(s3_endpoint):
+    faulty = FaultyS3Proxy(s3_endpoint)
     yield faulty
     faulty.stop()
 
@@ -142,8 +131,8 @@ def test_initializer_killed_mid_download_then_rerun_resumes_cleanly(tmp_path, bu
     finish_and_check(bucket, proxy.endpoint, tmp_path)
 
 
-def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_path, bucket, moto_endpoint):
-    slow = FaultyS3Proxy(moto_endpoint)
+def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_path, bucket, s3_endpoint):
+    slow = FaultyS3Proxy(s3_endpoint)
     slow.bytes_per_s = 1 << 20
     running = run_cli(bucket, slow.endpoint, tmp_path)
     wait_for(lambda: partial_bytes(tmp_path / "cache") > 0, 60, "a partial download")
@@ -155,7 +144,7 @@ def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_pa
         "trying to download blob.bin (gave up after 4 attempts)"
     )
     assert entries(tmp_path / "cache") == []
-    back = FaultyS3Proxy(moto_endpoint, port=slow.port)
+    back = FaultyS3Proxy(s3_endpoint, port=slow.port)
     try:
         finish_and_check(bucket, back.endpoint, tmp_path)
     finally:

@@ -7,18 +7,6 @@ import pytest
 from .servers import S3_REGION, FakeHub
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> str:
-    """A moto S3 server (server mode, real HTTP) on a free loopback port."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def s3_client(s3_endpoint):
     """A boto3 client for setting up buckets (any credentials: moto does not check them)."""
