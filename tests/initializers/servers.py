@@ -177,3 +177,25 @@ class FakeHub:
 def git_blob_id(data: bytes) -> str:
     """The git blob id (sha1 of ``blob <size>\\0`` + content)."""
     return hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+
+
+#: A small alpaca dataset the S3 and archive tests upload, initialize and train on.
+ROWS = [{"instruction": f"Repeat the word {w}.", "output": w} for w in ("apple", "river", "stone", "cloud")] * 4
+
+
+def train_on_initialized_run(run: Path):
+    """Two LoRA steps of the real trainer on ``run/model`` and ``run/dataset`` (what initializers filled)."""
+    from kubetune.spec.job import JobSpec
+    from kubetune.trainer.run import run_training
+
+    spec = JobSpec.model_validate(
+        {
+            "trainer": {
+                "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 64},
+                "output": {"save_merged": False},
+            }
+        }
+    )
+    result = run_training(spec, run)
+    assert result.steps == 2 and all(loss == loss for loss in result.losses)  # NaN != NaN
+    return result

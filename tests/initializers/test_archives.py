@@ -19,9 +19,8 @@ from kubetune.initializers import run as run_module
 from kubetune.initializers import run_initializer
 from kubetune.spec.initializer import DatasetInitializer
 
-from .servers import S3_REGION, run_cli
+from .servers import ROWS, S3_REGION, run_cli, train_on_initialized_run
 
-ROWS = [{"instruction": f"Repeat the word {w}.", "output": w} for w in ("apple", "river", "stone", "cloud")] * 4
 JSONL = "".join(json.dumps(r) + "\n" for r in ROWS).encode()
 
 
@@ -239,8 +238,6 @@ def test_corrupt_archive_and_no_archive_at_all_fail_clearly(tmp_path):
 def test_tar_gz_dataset_from_s3_unpacks_byte_for_byte_and_trains(
     s3_client, s3_endpoint, smollm2_dir, tmp_path, aws_env
 ):
-    from kubetune.spec.job import JobSpec
-    from kubetune.trainer.run import run_training
 
     more = "".join(json.dumps({"instruction": f"Say {uuid.uuid4().hex}.", "output": "ok"}) + "\n" for _ in range(8))
     payload = {"train.jsonl": JSONL, "more/part2.jsonl": more.encode()}
@@ -259,16 +256,7 @@ def test_tar_gz_dataset_from_s3_unpacks_byte_for_byte_and_trains(
     assert result.files == 2 and result.downloaded_bytes == len(blob)
 
     (run / "model").symlink_to(smollm2_dir)
-    job = JobSpec.model_validate(
-        {
-            "trainer": {
-                "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 64},
-                "output": {"save_merged": False},
-            }
-        }
-    )
-    trained = run_training(job, run)
-    assert trained.steps == 2 and all(loss == loss for loss in trained.losses)
+    train_on_initialized_run(run)
 
 
 def test_extract_max_bytes_needs_extract():

@@ -12,9 +12,7 @@ from kubetune.errors import FetchError
 from kubetune.initializers import run_initializer
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
 
-from .servers import S3_REGION, run_cli, upload_folder
-
-ROWS = [{"instruction": f"Repeat the word {w}.", "output": w} for w in ("apple", "river", "stone", "cloud")] * 4
+from .servers import ROWS, S3_REGION, run_cli, train_on_initialized_run, upload_folder
 
 
 def new_bucket(client) -> str:
@@ -28,8 +26,6 @@ def s3_opts(endpoint: str) -> dict:
 
 
 def test_model_and_dataset_from_s3_then_train(s3_client, s3_endpoint, smollm2_dir, tmp_path, aws_env):
-    from kubetune.spec.job import JobSpec
-    from kubetune.trainer.run import run_training
 
     bucket = new_bucket(s3_client)
     model_files = upload_folder(s3_client, bucket, "models/smollm2", smollm2_dir)
@@ -50,16 +46,7 @@ def test_model_and_dataset_from_s3_then_train(s3_client, s3_endpoint, smollm2_di
         assert (run / "model" / rel).read_bytes() == (smollm2_dir / rel).read_bytes()
     assert model.files == len(model_files) and data.files == 1
 
-    spec = JobSpec.model_validate(
-        {
-            "trainer": {
-                "training": {"max_steps": 2, "batch_size": 2, "max_seq_len": 64},
-                "output": {"save_merged": False},
-            }
-        }
-    )
-    result = run_training(spec, run)
-    assert result.steps == 2 and all(loss == loss for loss in result.losses)
+    train_on_initialized_run(run)
     assert (run / "output" / "adapter").is_dir()
 
 
