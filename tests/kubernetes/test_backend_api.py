@@ -78,11 +78,11 @@ def lora_config(**training) -> LLMConfig:
     )
 
 
-def submit_builtin(client: TrainerClient, name: str = "tune") -> str:
+def submit_builtin(client: TrainerClient, name: str = "tune", num_nodes: int | None = None) -> str:
     return client.train(
         runtime=RUNTIME,
         initializer=Initializer(dataset="s3://data/train.jsonl"),
-        trainer=BuiltinTrainer(config=lora_config()),
+        trainer=BuiltinTrainer(config=lora_config(), num_nodes=num_nodes),
         options=[Name(name)],
     )
 
@@ -305,12 +305,7 @@ def test_trainjob_conditions_map_to_the_sdk_lifecycle(client, state, conditions,
 
 
 def test_steps_and_progress_come_from_pods_and_status(client, state):
-    client.train(
-        runtime=RUNTIME,
-        initializer=Initializer(dataset="s3://data/train.jsonl"),
-        trainer=BuiltinTrainer(config=lora_config(), num_nodes=2),
-        options=[Name("tune")],
-    )
+    submit_builtin(client, num_nodes=2)
     set_conditions(
         state,
         "tune",
@@ -358,12 +353,7 @@ def test_steps_and_progress_come_from_pods_and_status(client, state):
 
 
 def test_logs_of_a_step_come_from_its_pod(client, state):
-    client.train(
-        runtime=RUNTIME,
-        initializer=Initializer(dataset="s3://data/train.jsonl"),
-        trainer=BuiltinTrainer(config=lora_config(), num_nodes=2),
-        options=[Name("tune")],
-    )
+    submit_builtin(client, num_nodes=2)
     node0 = add_pod(state, "tune", "node-0", "Running", logs=["rank 0 up"])
     add_pod(state, "tune", "node-1", "Running", logs=["rank 1 up"])
     add_pod(state, "tune", "dataset-initializer", "Succeeded", logs=["fetched 3 files"])
