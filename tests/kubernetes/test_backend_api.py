@@ -19,8 +19,16 @@ from k8s_schemas import validate_k8s
 
 import kubernetes
 from kubetune.backends.kubernetes import KubernetesBackend, KubernetesJobOptions
-from kubetune.client import BuiltinTrainer, CustomTrainer, Initializer, JobStatus, LLMConfig, Name, TrainerClient
-from kubetune.client.types import StepStatus
+from kubetune.client import (
+    BuiltinTrainer,
+    CustomTrainer,
+    Initializer,
+    JobStatus,
+    LLMConfig,
+    Name,
+    StepStatus,
+    TrainerClient,
+)
 from kubetune.controller.reconcile import reconcile
 from kubetune.errors import ConfigError, JobExistsError, JobFailedError, JobNotFoundError
 from kubetune.runtimes import get_runtime
@@ -311,7 +319,7 @@ def test_steps_and_progress_come_from_pods_and_status(client, state):
         "tune",
         ("Running", "Training", ""),
         jobsStatus=[{"name": "dataset-initializer", "succeeded": 1}, {"name": "model-initializer", "succeeded": 1}],
-        trainingProgress={"step": 3, "totalSteps": 5, "loss": 1.25, "etaSeconds": 12.0},
+        trainingProgress={"step": 3, "total_steps": 5, "loss": 1.25, "eta_s": 12.0},
     )
     add_pod(
         state,

@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from kubetune.client.types import Event, Job, JobStatus, Progress, Step, StepStatus
+from kubetune.contracts.kubernetes import COMPLETION_INDEX_LABEL, PROGRESS_STATUS_FIELD, REPLICATED_JOB_LABEL
+from kubetune.contracts.progress import Progress
+from kubetune.contracts.types import Event, Job, JobStatus, Step, StepStatus
 from kubetune.controller.api import DATASET_INITIALIZER, MODEL_INITIALIZER, NODE
 
-REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
-COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 INITIALIZERS = (DATASET_INITIALIZER, MODEL_INITIALIZER)  # the order the controller chains them
 
 _PHASES = {
@@ -131,7 +131,7 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
     node_pods = [step for step in by_step if step.startswith(f"{NODE}-")]
     num_nodes = trainer.get("numNodes") or len(node_pods) or 1
     status, reason, message = _status(obj)
-    progress = status_obj.get("trainingProgress")
+    progress = status_obj.get(PROGRESS_STATUS_FIELD)
     return Job(
         name=meta.get("name", ""),
         status=status,
@@ -146,14 +146,7 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
         message=message,
         steps=[_step(job, by_step.get(job), counts.get(job)) for job in initializers]
         + [_step(f"{NODE}-{i}", by_step.get(f"{NODE}-{i}"), None) for i in range(num_nodes)],
-        progress=Progress(
-            step=progress["step"],
-            total_steps=progress["totalSteps"],
-            loss=progress.get("loss"),
-            eta_s=progress.get("etaSeconds"),
-        )
-        if progress
-        else None,
+        progress=Progress.from_json(progress) if progress else None,
     )
 
 
