@@ -99,6 +99,25 @@ def test_job_config_merges_the_users_llm_config_over_runtime_defaults(runtime):
     assert {"name": "kubetune-config", "configMap": {"name": "tune-config"}} in node["volumes"]
 
 
+def test_a_job_choosing_another_method_drops_the_runtimes_method_section(runtime):
+    runtime["spec"]["llmConfig"]["lora"] = {"r": 64}
+    trainjob = make_trainjob(trainer={"llmConfig": {"method": "prefix"}})
+    config = yaml.safe_load(reconcile(trainjob, runtime, {}).config_map["data"]["config.yaml"])["trainer"]
+    assert config["method"] == "prefix" and config["lora"] is None
+    assert config["prompt_learning"]["num_virtual_tokens"] == 20
+    same = make_trainjob(trainer={"llmConfig": {"lora": {"alpha": 8}}})
+    config = yaml.safe_load(reconcile(same, runtime, {}).config_map["data"]["config.yaml"])["trainer"]
+    assert (config["lora"]["r"], config["lora"]["alpha"]) == (64, 8)
+
+
+def test_a_misplaced_method_section_fails_the_trainjob_in_one_line(runtime):
+    trainjob = make_trainjob(trainer={"llmConfig": {"method": "full", "lora": {"r": 8}}})
+    with pytest.raises(InvalidTrainJob) as caught:
+        reconcile(trainjob, runtime, {})
+    assert caught.value.reason == "InvalidLLMConfig"
+    assert "'lora' is not a setting of method 'full'" in caught.value.message and "\n" not in caught.value.message
+
+
 def test_every_object_is_owned_by_the_trainjob(runtime):
     runtime["spec"]["podGroupPolicy"] = {"coscheduling": {"scheduleTimeoutSeconds": 30}}
     desired = reconcile(make_trainjob(), runtime, {})

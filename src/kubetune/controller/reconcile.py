@@ -51,9 +51,9 @@ from kubetune.controller.api import (
     TrainJobSpec,
 )
 from kubetune.errors import KubetuneError
-from kubetune.spec.base import deep_merge, format_validation_error
+from kubetune.spec.base import format_validation_error
 from kubetune.spec.job import JobSpec
-from kubetune.spec.trainer import LLMConfig
+from kubetune.spec.trainer import LLMConfig, merge_llm_config
 
 FIELD_MANAGER = "kubetune-controller"
 KUEUE_PASSTHROUGH = (KUEUE_QUEUE_LABEL, KUEUE_PRIORITY_LABEL)
@@ -269,7 +269,7 @@ def _job_spec(name: str, spec: TrainJobSpec, runtime: RuntimeSpec, initialized: 
     Where an initializer fetches the model (dataset), the trainer must read ``<run>/model``
     (``<run>/dataset``), so a path in the LLM config would contradict it.
     """
-    raw = deep_merge(runtime.llm_config or {}, spec.trainer.llm_config or {})
+    raw = merge_llm_config(runtime.llm_config or {}, spec.trainer.llm_config or {})
     try:
         llm = LLMConfig.model_validate(raw)
     except ValidationError as err:

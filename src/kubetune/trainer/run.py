@@ -25,6 +25,7 @@ from kubetune.trainer.export import export_adapter, export_merged, reload_merged
 from kubetune.trainer.kernels.compilation import compile_layers
 from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
+from kubetune.trainer.methods import is_mergeable, method_support, trains_adapter
 from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
 from kubetune.trainer.model_loading import (
@@ -105,7 +106,8 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         f"{data.dropped_without_targets} without targets dropped)",
     )
 
-    quantize_on = ctx.device if config.method == "qlora" else None
+    method = method_support(config)
+    quantize_on = ctx.device if method.quantized_base else None
     model = load_model(
         model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
     )
@@ -118,7 +120,7 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         model = model.to(ctx.device)
     if training.packing:
         use_packed_attention(model)
-    if training.fused_lora and config.method in ("lora", "qlora"):
+    if training.fused_lora and method.lora_kernels:
         fuse_lora_linears(model)
     if training.compile:
         compile_layers(model)
@@ -189,7 +191,8 @@ def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, spec: Job
     config = spec.trainer
     model = unwrap_model(model)
     model.eval()
-    is_peft = config.method != "full"
+    is_peft = trains_adapter(config)
+    quantized = method_support(config).quantized_base
     full_state = None
     if ctx.world_size > 1 and config.training.distributed == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -197,17 +200,17 @@ def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, spec: Job
         full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     adapter_dir = merged_dir = None
     if ctx.is_main:
-        want_adapter = is_peft and (config.output.save_adapter or config.method == "qlora")
+        want_adapter = is_peft and (config.output.save_adapter or quantized)
         if want_adapter:
             adapter_dir = export_adapter(model, tokenizer, layout.adapter)
-        if config.output.save_merged and is_peft and not config.is_mergeable():
+        if config.output.save_merged and is_peft and not is_mergeable(config):
             print(
                 f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
                 "load adapter/ with peft.AutoPeftModel instead",
                 flush=True,
             )
         elif config.output.save_merged:
-            if config.method == "qlora":
+            if quantized:
                 model = reload_merged_qlora(
                     lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
                 )
