@@ -312,6 +312,12 @@ def test_trainjob_conditions_map_to_the_sdk_lifecycle(client, state, conditions,
     assert [j.status for j in client.list_jobs()] == [status]
 
 
+def test_a_status_progress_that_is_not_a_record_shows_no_progress(client, state):
+    submit_builtin(client)
+    set_conditions(state, "tune", ("Running", "Training", ""), trainingProgress={"step": 3, "totalSteps": 5})
+    assert client.get_job("tune").progress is None
+
+
 def test_steps_and_progress_come_from_pods_and_status(client, state):
     submit_builtin(client, num_nodes=2)
     set_conditions(

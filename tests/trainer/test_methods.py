@@ -10,6 +10,8 @@ import torch
 from pydantic import ValidationError
 from synthetic_jobs import make_spec, swap_pairs, swap_rows, write_jsonl
 
+from kubetune.contracts.run_dir import RunDir
+from kubetune.spec.job import load_job_file, write_job_file
 from kubetune.spec.trainer import METHOD_CONFIGS, LLMConfig, Method
 from kubetune.trainer.methods import METHODS as METHOD_TABLE
 from kubetune.trainer.methods import build_peft_config, is_mergeable
@@ -160,3 +162,22 @@ def test_peft_builds_the_chosen_methods_config_from_its_typed_section():
     assert isinstance(built, peft.LoraConfig) and built.use_dora and built.r == 4
     prompt = build_peft_config(LLMConfig(method="prompt", prompt_learning={"num_virtual_tokens": 3}), None)
     assert isinstance(prompt, peft.PromptTuningConfig) and prompt.num_virtual_tokens == 3
+
+
+def test_config_yaml_is_written_once_by_whoever_launches_the_trainer(tmp_path, smollm2_dir, four_rows):
+    spec = make_spec(
+        smollm2_dir,
+        four_rows,
+        tmp_path / "run",
+        training={"max_steps": 1},
+        output={"save_adapter": False, "save_merged": False},
+    )
+    layout = RunDir(tmp_path / "run")
+    launched = write_job_file(spec, layout.config_file)  # what the local supervisor does before launch
+    written = launched.stat().st_ino
+    run_training(spec, layout.root, config_file=launched)
+    assert layout.config_file.stat().st_ino == written  # the trainer did not write it again
+
+    other = RunDir(tmp_path / "other")
+    run_training(spec, other.root)  # launched without that file (fine_tune, Kubernetes): the trainer records it
+    assert load_job_file(other.config_file).trainer == spec.trainer

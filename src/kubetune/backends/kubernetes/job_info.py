@@ -116,6 +116,15 @@ def _step(name: str, pod: Mapping[str, Any] | None, counts: Mapping[str, Any] | 
     return Step(name, status, started_at=started, finished_at=finished, exit_code=exit_code)
 
 
+def _progress(record: Mapping[str, Any] | None) -> Progress | None:
+    """The trainer's progress record from the status; None when absent or not a record (e.g. a
+    TrainJob last updated by a kubetune version with another status shape)."""
+    try:
+        return Progress.from_json(record) if record else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> Job:
     """The SDK's :class:`~kubetune.client.Job` for a TrainJob object and the pods of its JobSet."""
     meta, spec = obj.get("metadata", {}), obj.get("spec", {})
@@ -146,7 +155,7 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
         message=message,
         steps=[_step(job, by_step.get(job), counts.get(job)) for job in initializers]
         + [_step(f"{NODE}-{i}", by_step.get(f"{NODE}-{i}"), None) for i in range(num_nodes)],
-        progress=Progress.from_json(progress) if progress else None,
+        progress=_progress(progress),
     )
 
 
