@@ -104,7 +104,6 @@ def test_a_job_choosing_another_method_drops_the_runtimes_method_section(runtime
     trainjob = make_trainjob(trainer={"llmConfig": {"method": "prefix"}})
     config = yaml.safe_load(reconcile(trainjob, runtime, {}).config_map["data"]["config.yaml"])["trainer"]
     assert config["method"] == "prefix" and config["lora"] is None
-    assert config["prompt_learning"]["num_virtual_tokens"] == 20
     same = make_trainjob(trainer={"llmConfig": {"lora": {"alpha": 8}}})
     config = yaml.safe_load(reconcile(same, runtime, {}).config_map["data"]["config.yaml"])["trainer"]
     assert (config["lora"]["r"], config["lora"]["alpha"]) == (64, 8)

@@ -261,8 +261,8 @@ class LLMConfig(StrictModel):
 
     ``method`` chooses one of the typed method configs (:data:`MethodConfig`); only that
     method's section may be given (``lora:`` for lora/qlora/dora, ``prompt_learning:`` for
-    prefix/prompt, ``peft:`` for peft). The chosen method's section is filled with its
-    defaults; the others stay None.
+    prefix/prompt, ``peft:`` for peft). A section holds what the job wrote (None when left
+    out); :attr:`method_config` is the chosen method's config with its defaults filled in.
     """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -295,14 +295,11 @@ class LLMConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check_combination(self) -> LLMConfig:
-        for section in method_sections(self.method):
-            if getattr(self, section) is None:  # the chosen method's defaults, without marking them as set
-                self.__dict__[section] = METHOD_CONFIGS[self.method].model_fields[section].default_factory()
         if self.model.task != "causal-lm":
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name):
                     raise ValueError(f"training.{name} needs model.task 'causal-lm'")
-        if self.prompt_learning is not None:  # virtual tokens
+        if "prompt_learning" in method_sections(self.method):  # virtual tokens
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name):
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
@@ -319,5 +316,5 @@ class LLMConfig(StrictModel):
     @property
     def method_config(self) -> MethodConfig:
         """The chosen method's typed config (its ``method`` and its section), picked by ``method``."""
-        sections = {name: getattr(self, name) for name in method_sections(self.method)}
-        return _METHOD_ADAPTER.validate_python({"method": self.method, **sections})
+        given = {name: value for name in method_sections(self.method) if (value := getattr(self, name)) is not None}
+        return _METHOD_ADAPTER.validate_python({"method": self.method, **given})
