@@ -14,6 +14,7 @@ library only, so the trainer image needs no Kubernetes client.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import ssl
@@ -99,7 +100,7 @@ class TrainJobStatusReporter:
             request = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="PATCH", headers=headers)
             with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S, context=self.context):
                 pass
-        except (urllib.error.URLError, OSError) as err:
+        except (OSError, http.client.HTTPException) as err:  # URLError and HTTPError are OSErrors
             if not self.failing:
                 print(f"warning: progress not reported to the TrainJob status ({_reason(err)}); training goes on",
                       file=sys.stderr, flush=True)  # fmt: skip
