@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_vali
 from kubetune.spec.base import StrictModel, deep_merge
 
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
-DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "preference"]
 Precision = Literal["fp32", "bf16"]
 Distributed = Literal["ddp", "fsdp"]
 
@@ -47,6 +47,9 @@ class DatasetConfig(StrictModel):
     - ``text``: ``text`` (plain language modelling; every token is a target)
     - ``classification``: ``text``, ``label`` (a class name or index; needs
       ``model.task: sequence-classification``)
+    - ``preference``: ``prompt``, ``chosen``, ``rejected`` (plain strings, or message lists
+      rendered with the tokenizer's chat template); for the preference objectives (``dpo``,
+      ``simpo``, ``orpo``)
     """
 
     path: str | None = Field(
@@ -196,12 +199,106 @@ def method_sections(method: str) -> tuple[str, ...]:
 METHOD_SECTIONS = tuple(dict.fromkeys(section for method in METHOD_CONFIGS for section in method_sections(method)))
 
 
+class DpoConfig(StrictModel):
+    """Direct Preference Optimization: the policy's log-prob margin over a reference model's."""
+
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = Field(
+        default="sigmoid", description="'sigmoid' (DPO), 'ipo' (squared, length-normalised) or 'hinge' (SLiC)."
+    )
+    beta: float = Field(default=0.1, gt=0, description="Strength of the implicit KL penalty to the reference.")
+    label_smoothing: float = Field(
+        default=0.0, ge=0.0, lt=0.5, description="Sigmoid loss only: assumed share of flipped preference labels."
+    )
+    precompute_reference: bool = Field(
+        default=False,
+        description="Compute the reference log-probs in one pass before training (no reference model in memory).",
+    )
+
+
+class SimpoConfig(StrictModel):
+    """SimPO: reference-free; length-normalised log-prob margin with a target reward margin."""
+
+    beta: float = Field(default=2.0, gt=0, description="Scale of the length-normalised reward.")
+    gamma: float = Field(default=0.5, ge=0, description="Target reward margin.")
+
+
+class OrpoConfig(StrictModel):
+    """ORPO: the SFT loss on the chosen response plus an odds-ratio term (``lambda`` weights it)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True, serialize_by_alias=True)
+
+    lambda_: float = Field(default=0.1, gt=0, alias="lambda", description="Weight of the odds-ratio term.")
+
+
+#: Dataset formats of the SFT objective (every format but ``preference``).
+SFT_FORMATS: tuple[str, ...] = ("alpaca", "messages", "completion", "text", "classification")
+
+
+class SftObjective(StrictModel):
+    """``objective: sft``: next-token cross-entropy on the targets (or class cross-entropy)."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = SFT_FORMATS
+    objective: Literal["sft"] = "sft"
+
+
+class DpoObjective(StrictModel):
+    """``objective: dpo``: set in the ``dpo:`` section."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
+    objective: Literal["dpo"] = "dpo"
+    dpo: DpoConfig = Field(default_factory=DpoConfig)
+
+
+class SimpoObjective(StrictModel):
+    """``objective: simpo``: set in the ``simpo:`` section."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
+    objective: Literal["simpo"] = "simpo"
+    simpo: SimpoConfig = Field(default_factory=SimpoConfig)
+
+
+class OrpoObjective(StrictModel):
+    """``objective: orpo``: set in the ``orpo:`` section."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
+    objective: Literal["orpo"] = "orpo"
+    orpo: OrpoConfig = Field(default_factory=OrpoConfig)
+
+
+#: The typed config of the chosen objective, told apart by ``objective``.
+ObjectiveConfig = Annotated[
+    SftObjective | DpoObjective | SimpoObjective | OrpoObjective, Field(discriminator="objective")
+]
+_OBJECTIVE_ADAPTER: TypeAdapter[ObjectiveConfig] = TypeAdapter(ObjectiveConfig)
+#: Each objective's config class, by objective name.
+OBJECTIVE_CONFIGS: dict[str, type[StrictModel]] = {
+    cls.model_fields["objective"].default: cls for cls in (SftObjective, DpoObjective, SimpoObjective, OrpoObjective)
+}
+Objective = Literal["sft", "dpo", "simpo", "orpo"]
+
+
+def objective_sections(objective: str) -> tuple[str, ...]:
+    """The sections ``objective`` reads (``("dpo",)`` for dpo); empty for sft or an unknown objective."""
+    cls = OBJECTIVE_CONFIGS.get(objective)
+    return () if cls is None else tuple(name for name in cls.model_fields if name != "objective")
+
+
+#: Every objective's section (``dpo``, ``simpo``, ``orpo``).
+OBJECTIVE_SECTIONS = tuple(
+    dict.fromkeys(section for objective in OBJECTIVE_CONFIGS for section in objective_sections(objective))
+)
+#: (choice field, its sections of one choice, every section), for methods and objectives alike.
+_CHOICES = (("method", method_sections, METHOD_SECTIONS), ("objective", objective_sections, OBJECTIVE_SECTIONS))
+
+
 def merge_llm_config(defaults: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
-    """A runtime's LLM config (``defaults``) deep-merged under a job's (``user``), method-aware:
-    when the job picks another method, the runtime's sections of its own method are dropped."""
-    method = user.get("method")
-    if method is not None and method != defaults.get("method"):
-        defaults = {key: value for key, value in defaults.items() if key not in METHOD_SECTIONS}
+    """A runtime's LLM config (``defaults``) deep-merged under a job's (``user``), method- and
+    objective-aware: when the job picks another method (objective), the runtime's sections of
+    its own method (objective) are dropped."""
+    for field, _, sections in _CHOICES:
+        chosen = user.get(field)
+        if chosen is not None and chosen != defaults.get(field):
+            defaults = {key: value for key, value in defaults.items() if key not in sections}
     return deep_merge(defaults, user)
 
 
@@ -257,12 +354,15 @@ class OutputConfig(StrictModel):
 
 
 class LLMConfig(StrictModel):
-    """Everything the LLM Trainer needs: model, data, method and loop settings.
+    """Everything the LLM Trainer needs: model, data, method, objective and loop settings.
 
     ``method`` chooses one of the typed method configs (:data:`MethodConfig`); only that
     method's section may be given (``lora:`` for lora/qlora/dora, ``prompt_learning:`` for
     prefix/prompt, ``peft:`` for peft). A section holds what the job wrote (None when left
     out); :attr:`method_config` is the chosen method's config with its defaults filled in.
+    ``objective`` chooses the loss the same way (:data:`ObjectiveConfig`, sections ``dpo:``,
+    ``simpo:``, ``orpo:``; :attr:`objective_config`); each objective names the dataset formats
+    it trains on.
     """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -273,6 +373,10 @@ class LLMConfig(StrictModel):
         default=None, description="Settings of methods prefix and prompt."
     )
     peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
+    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo or orpo.")
+    dpo: DpoConfig | None = Field(default=None, description="Settings of objective 'dpo'.")
+    simpo: SimpoConfig | None = Field(default=None, description="Settings of objective 'simpo'.")
+    orpo: OrpoConfig | None = Field(default=None, description="Settings of objective 'orpo'.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -281,14 +385,16 @@ class LLMConfig(StrictModel):
     def _sections_of_the_method(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        for field, sections_of, every_section in _CHOICES:
+            chosen = data.get(field, cls.model_fields[field].default)
+            if not isinstance(chosen, str):
+                continue  # the field's own validation names the allowed values
+            allowed = sections_of(chosen)
+            for section in every_section:
+                if data.get(section) is not None and section not in allowed:
+                    uses = f"its section is '{allowed[0]}'" if allowed else "it has no section"
+                    raise ValueError(f"'{section}' is not a setting of {field} {chosen!r} ({uses})")
         method = data.get("method", cls.model_fields["method"].default)
-        if method not in METHOD_CONFIGS:
-            return data  # the field's own validation names the allowed methods
-        allowed = method_sections(method)
-        for section in METHOD_SECTIONS:
-            if data.get(section) is not None and section not in allowed:
-                uses = f"its section is '{allowed[0]}'" if allowed else "it has no section"
-                raise ValueError(f"'{section}' is not a setting of method {method!r} ({uses})")
         if method == "peft" and data.get("peft") is None:
             raise ValueError("method 'peft' needs a 'peft' section naming the PEFT type, e.g. peft: {type: ia3}")
         return data
@@ -311,6 +417,22 @@ class LLMConfig(StrictModel):
             )
         if self.training.distributed == "fsdp" and self.method != "full":
             raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
+        formats = OBJECTIVE_CONFIGS[self.objective].FORMATS
+        if self.dataset.format not in formats:
+            raise ValueError(
+                f"objective {self.objective!r} trains on dataset.format {' or '.join(map(repr, formats))}, "
+                f"not format {self.dataset.format!r}"
+            )
+        if self.objective != "sft" and self.training.chunked_loss:
+            raise ValueError(f"training.chunked_loss cannot be combined with objective {self.objective!r}")
+        dpo = self.dpo or DpoConfig()
+        if (
+            self.objective == "dpo"
+            and self.method == "full"
+            and self.training.distributed == "fsdp"
+            and not dpo.precompute_reference
+        ):
+            raise ValueError("objective 'dpo' with training.distributed 'fsdp' needs dpo.precompute_reference: true")
         return self
 
     @property
@@ -318,3 +440,11 @@ class LLMConfig(StrictModel):
         """The chosen method's typed config (its ``method`` and its section), picked by ``method``."""
         given = {name: value for name in method_sections(self.method) if (value := getattr(self, name)) is not None}
         return _METHOD_ADAPTER.validate_python({"method": self.method, **given})
+
+    @property
+    def objective_config(self) -> ObjectiveConfig:
+        """The chosen objective's typed config (its ``objective`` and its section), picked by ``objective``."""
+        given = {
+            name: value for name in objective_sections(self.objective) if (value := getattr(self, name)) is not None
+        }
+        return _OBJECTIVE_ADAPTER.validate_python({"objective": self.objective, **given})
