@@ -11,6 +11,7 @@ on a Kubernetes shared volume::
         checkpoints/      complete checkpoints only
         adapter/ merged/  final exports
         loss.png          the loss curve
+        reference_logps.pt  DPO with precompute_reference: each pair's reference log-probs
         tensorboard/      event files (local backend, when tensorboard is installed)
         returns/          a custom trainer's return values, rank-<RANK>.pkl
 
@@ -87,6 +88,11 @@ class RunDir:
     def loss_curve(self) -> Path:
         """``output/loss.png``."""
         return self.output / "loss.png"
+
+    @property
+    def reference_logps(self) -> Path:
+        """``output/reference_logps.pt`` (DPO's precomputed reference log-probs, reused on resume)."""
+        return self.output / "reference_logps.pt"
 
     @property
     def tensorboard(self) -> Path:

@@ -6,53 +6,20 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from kubetune.spec.trainer import TrainingConfig
-from kubetune.trainer.data.batching import collate, eval_batches, micro_batches, micro_batches_per_epoch
-from kubetune.trainer.data.formats import IGNORE_INDEX, Example
-from kubetune.trainer.data.packing import collate_packed
-from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
+from kubetune.trainer.data.batching import eval_batches, micro_batches, micro_batches_per_epoch
+from kubetune.trainer.data.formats import Example
 from kubetune.trainer.metrics import MetricsWriter
+from kubetune.trainer.objectives.base import Objective
+from kubetune.trainer.objectives.sft import SftObjective
+from kubetune.trainer.objectives.sft import loss_sum as loss_sum  # the SFT loss, where callers have found it
 
-
-def loss_sum(
-    model: torch.nn.Module, batch: dict[str, torch.Tensor], chunked_loss: bool = False
-) -> tuple[torch.Tensor, int]:
-    """Summed loss over the batch's targets, and how many targets there were.
-
-    Every batch entry except ``labels`` goes to the model (``attention_mask`` for padded
-    batches; ``position_ids`` and sequence boundaries for packed ones).
-
-    Language modelling: next-token cross-entropy over every labelled token. Prompt tuning
-    prepends virtual tokens to the logits; only the positions of the real tokens are scored.
-    ``chunked_loss`` runs the decoder alone and fuses the LM head with the loss, never holding
-    full fp32 logits. Classification (1-D ``labels``): cross-entropy of each row's class.
-    """
-    labels = batch["labels"]
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    if "position_ids" in inputs:
-        # A KV cache makes transformers skip the per-example mask it derives from position_ids.
-        inputs["use_cache"] = False
-    if labels.ndim == 1:
-        logits = model(**inputs).logits
-        return F.cross_entropy(logits.float(), labels, reduction="sum"), labels.numel()
-    if chunked_loss:
-        shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-        hidden = model.get_decoder()(**inputs).last_hidden_state
-        total = linear_cross_entropy_sum(hidden, model.get_output_embeddings().weight, shifted)
-        return total, int((shifted != IGNORE_INDEX).sum())
-    logits = model(**inputs).logits
-    logits = logits[:, -labels.size(1) :, :]
-    labels = labels[:, 1:]
-    logits = logits[:, :-1, :]
-    total = F.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return total, int((labels != IGNORE_INDEX).sum())
+#: The default objective: next-token cross-entropy (``objective: sft``).
+SFT = SftObjective()
 
 
 def steps_per_epoch(num_examples: int, config: TrainingConfig, world_size: int) -> int:
@@ -118,6 +85,7 @@ class StepResult:
     real_tokens: int
     padded_tokens: int
     target_tokens: int
+    objective: dict[str, float] = field(default_factory=dict)
 
 
 def train_step(
@@ -127,12 +95,14 @@ def train_step(
     config: TrainingConfig,
     pad_token_id: int,
     device: torch.device,
+    objective: Objective = SFT,
 ) -> StepResult:
     """One optimizer step over the accumulated micro-batches.
 
-    The loss is the mean over every target token of the accumulated batch on all ranks (not a
-    mean of per-micro-batch means), so ``batch_size=8`` equals ``batch_size=2`` x 4
-    accumulation steps, and 2 ranks x 4 equals 1 rank x 8.
+    The loss is the mean over every unit of the accumulated batch on all ranks (target tokens
+    for SFT, pairs for the preference objectives; not a mean of per-micro-batch means), so
+    ``batch_size=8`` equals ``batch_size=2`` x 4 accumulation steps, and 2 ranks x 4 equals
+    1 rank x 8. The objective's own values are averaged the same way.
     """
     targets = sum(ex.num_targets for mb in micro for ex in mb)
     targets_t = torch.tensor([targets], dtype=torch.float64, device=device)
@@ -143,9 +113,10 @@ def train_step(
     global_targets = float(targets_t.item())
     total_loss = 0.0
     real = padded = 0
+    values: dict[str, float] = {}
     can_defer_sync = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     for index, mb in enumerate(micro):
-        host = collate_packed(mb) if config.packing else collate(mb, pad_token_id)
+        host = objective.collate(mb, pad_token_id, config.packing)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in host.items()}
         mask = batch.get("attention_mask")
         real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
@@ -154,7 +125,10 @@ def train_step(
         sync = model.no_sync() if can_defer_sync and not last else contextlib.nullcontext()
         with sync:
             with _autocast(config, device):
-                summed, _ = loss_sum(model, batch, config.chunked_loss)
+                out = objective.loss(model, batch, config.chunked_loss)
+            summed = out.summed
+            for name, value in out.metrics.items():
+                values[name] = values.get(name, 0.0) + value
             # DDP and FSDP average gradients over ranks; scale so the result is the global token mean.
             (summed * world / global_targets).backward()
         total_loss += float(summed.detach())
@@ -164,17 +138,24 @@ def train_step(
         grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    sums = torch.tensor([total_loss, real, padded], dtype=torch.float64, device=device)
+    names = sorted(values)
+    sums = torch.tensor([total_loss, real, padded, *(values[n] for n in names)], dtype=torch.float64, device=device)
     if distributed:
         torch.distributed.all_reduce(sums)
-    return StepResult(float(sums[0]) / global_targets, grad_norm, int(sums[1]), int(sums[2]), targets)
+    means = {name: float(sums[3 + i]) / global_targets for i, name in enumerate(names)}
+    return StepResult(float(sums[0]) / global_targets, grad_norm, int(sums[1]), int(sums[2]), targets, means)
 
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, examples: list[Example], config: TrainingConfig, pad_token_id: int, device: torch.device
+    model: torch.nn.Module,
+    examples: list[Example],
+    config: TrainingConfig,
+    pad_token_id: int,
+    device: torch.device,
+    objective: Objective = SFT,
 ) -> float:
-    """Mean loss per target over ``examples`` (shared out over the ranks)."""
+    """Mean loss per unit (target token, pair) over ``examples`` (shared out over the ranks)."""
     distributed = _distributed()
     rank = torch.distributed.get_rank() if distributed else 0
     world = torch.distributed.get_world_size() if distributed else 1
@@ -183,11 +164,12 @@ def evaluate(
     forward_model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     for examples_mb, counts in eval_batches(examples, config.batch_size, rank, world):
-        batch = {k: v.to(device) for k, v in collate(examples_mb, pad_token_id).items()}
+        host = objective.collate(examples_mb, pad_token_id, packing=False)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in host.items()}
         with _autocast(config, device):
-            summed, targets = loss_sum(forward_model, batch)
+            out = objective.loss(forward_model, batch)
         if counts:
-            sums += torch.tensor([float(summed), targets], dtype=torch.float64, device=device)
+            sums += torch.tensor([float(out.summed), out.units], dtype=torch.float64, device=device)
     forward_model.train()
     if distributed:
         torch.distributed.all_reduce(sums)
@@ -207,11 +189,13 @@ def run_loop(
     start_step: int = 0,
     eval_examples: list[Example] | None = None,
     on_step_end: Callable[[int], None] | None = None,
+    objective: Objective = SFT,
 ) -> list[float]:
     """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
 
     With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
-    the last step. ``on_step_end(step)`` runs after each step (checkpointing).
+    the last step. ``on_step_end(step)`` runs after each step (checkpointing). ``objective``
+    gives the loss (default: SFT); its own values go into each progress record.
     """
     model.train()
     losses: list[float] = []
@@ -219,14 +203,14 @@ def run_loop(
     for step in range(start_step + 1, steps + 1):
         started = time.perf_counter()
         micro = [next(batches) for _ in range(config.gradient_accumulation_steps)]
-        result = train_step(model, micro, optimizer, config, pad_token_id, device)
+        result = train_step(model, micro, optimizer, config, pad_token_id, device, objective)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         losses.append(result.loss)
         seconds = time.perf_counter() - started
         eval_loss = None
         if eval_examples and (step == steps or (config.eval_every and step % config.eval_every == 0)):
-            eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device), 6)
+            eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device, objective), 6)
         if step % config.log_every == 0 or step == steps or eval_loss is not None:
             metrics.log(
                 step,
@@ -238,6 +222,7 @@ def run_loop(
                 padded_tokens=result.padded_tokens,
                 eval_loss=eval_loss,
                 epoch=stream.position.epoch,
+                **{name: round(value, 6) for name, value in result.objective.items()},
             )
         if on_step_end is not None:
             on_step_end(step)

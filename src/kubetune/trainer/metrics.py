@@ -89,6 +89,7 @@ class MetricsWriter:
             ):
                 if record.get(key) is not None:
                     parts.append(f"{key} {record[key]:{fmt}}")
+            parts.extend(f"{key} {value:.4f}" for key, value in progress.objective.items())
             if eta is not None:
                 parts.append(f"eta {format_duration(eta)}")
             print(" | ".join(parts), flush=True)

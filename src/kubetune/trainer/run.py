@@ -36,6 +36,7 @@ from kubetune.trainer.model_loading import (
     load_tokenizer,
     prepare_for_training,
 )
+from kubetune.trainer.objectives import build_objective, prepare_objective
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.status_report import reporter_from_environment
 
@@ -131,6 +132,8 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         f"{ctx.world_size} process(es) on {ctx.device.type}"
         + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
     )
+    objective = build_objective(config)
+    prepare_objective(objective, model, config, data, tokenizer.pad_token_id, ctx, layout)
     model = wrap_model(model, ctx, training.distributed)
     # Written once the data and model passed their checks: a rejected job leaves no output behind.
     recorded = config_file is not None and config_file.resolve() == layout.config_file.resolve()
@@ -178,6 +181,7 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         start_step=start_step,
         eval_examples=data.eval,
         on_step_end=checkpoint,
+        objective=objective,
     )
     adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, spec, model_path)
     if ctx.is_main:

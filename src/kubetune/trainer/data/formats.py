@@ -23,6 +23,7 @@ REQUIRED_COLUMNS = {
     "messages": ("messages",),
     "text": ("text",),
     "classification": ("text", "label"),
+    "preference": ("prompt", "chosen", "rejected"),
 }
 
 ALPACA_PROMPT = (

@@ -9,6 +9,7 @@ from pathlib import Path
 from kubetune.errors import DataError
 from kubetune.spec.trainer import DatasetConfig
 from kubetune.trainer.data.formats import Example, Tokenizer, class_names, map_columns
+from kubetune.trainer.data.preference import PreferenceExample, PreferenceTokenizer
 from kubetune.trainer.data.readers import read_rows
 
 
@@ -16,8 +17,8 @@ from kubetune.trainer.data.readers import read_rows
 class PreparedData:
     """Tokenized examples and what happened on the way."""
 
-    train: list[Example]
-    eval: list[Example]
+    train: list[Example] | list[PreferenceExample]
+    eval: list[Example] | list[PreferenceExample]
     rows_read: int
     truncated: int
     dropped_without_targets: int
@@ -35,8 +36,9 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
         rows = rows[: config.max_samples]
     rows = map_columns(rows, config, source=str(path))
     label_names = class_names(rows, config, str(path)) if config.format == "classification" else None
-    tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
-    examples: list[Example] = []
+    tokenizer_class = PreferenceTokenizer if config.format == "preference" else Tokenizer
+    tokenize = tokenizer_class(tokenizer, config, max_seq_len, label_names)
+    examples: list = []
     dropped = 0
     for index, row in enumerate(rows):
         example = tokenize(row, where=f"{path}: row {index}")
@@ -49,7 +51,7 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
             f"{path}: no example has a target token left (all {len(rows)} rows were dropped; "
             f"is training.max_seq_len={max_seq_len} shorter than the prompts?)"
         )
-    eval_examples: list[Example] = []
+    eval_examples: list = []
     if config.eval_fraction > 0:
         order = list(range(len(examples)))
         random.Random(seed).shuffle(order)
