@@ -204,3 +204,20 @@ def test_objective_sections_round_trip_through_the_job_file(tmp_path):
     assert "lambda: 0.25" in path.read_text()
     again = validate_config(JobSpec, yaml.safe_load(path.read_text()))
     assert again.trainer.objective_config.orpo.lambda_ == 0.25
+
+
+def test_a_rerun_reuses_the_stored_reference_log_probs_unless_resume_is_never(tmp_path, smollm2_dir):
+    rows = swap_preference_rows(swap_pairs(5, 8))
+    first = run_steps(tmp_path, smollm2_dir, "run", rows, dpo={"precompute_reference": True})
+    assert first[0].loss == pytest.approx(0.693147, abs=1e-6)
+    stored = tmp_path / "run" / "output" / "reference_logps.pt"
+    values = torch.load(stored)
+    values[:, 0] += 0.5  # the reference now likes every chosen answer more than the policy does
+    torch.save(values, stored)
+    again = run_steps(tmp_path, smollm2_dir, "run", rows, dpo={"precompute_reference": True})
+    # h = -0.5 at step 1: -log sigmoid(-0.1 * 0.5)
+    assert again[0].loss == pytest.approx(-torch.nn.functional.logsigmoid(torch.tensor(-0.05)).item(), rel=1e-5)
+    fresh = run_steps(
+        tmp_path, smollm2_dir, "run", rows, dpo={"precompute_reference": True}, training={"resume": "never"}
+    )
+    assert fresh[0].loss == pytest.approx(0.693147, abs=1e-6)

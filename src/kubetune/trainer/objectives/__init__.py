@@ -63,6 +63,7 @@ def prepare_objective(
         device=device,
         full_finetune=not trains_adapter(config),
         cache_file=layout.reference_logps,
+        reuse_cache=config.training.resume == "auto",
         is_main=ctx.is_main,
         autocast=partial(
             torch.autocast, device.type, dtype=torch.bfloat16, enabled=config.training.precision == "bf16"

@@ -38,7 +38,9 @@ class PrepareContext:
         pad_token_id: the tokenizer's padding token.
         device: where the model runs.
         full_finetune: every weight trains (no adapter that could be switched off).
-        cache_file: where a one-off pass stores its results, so a resumed run reads them back.
+        cache_file: where a one-off pass stores its results, so a resumed run reads them back
+            (None: store nothing).
+        reuse_cache: read ``cache_file`` when it exists (``resume: auto``); else overwrite it.
         is_main: this process writes ``cache_file`` (rank 0).
         autocast: the loop's autocast context (bf16 or none), for forwards outside the loop.
     """
@@ -49,6 +51,7 @@ class PrepareContext:
     device: torch.device
     full_finetune: bool
     cache_file: Path | None = None
+    reuse_cache: bool = True
     is_main: bool = True
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 

@@ -53,7 +53,8 @@ def precomputed(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
 def precompute(model: torch.nn.Module, context: PrepareContext) -> None:
     """Store each pair's reference log-probs on it, from the model before any step.
 
-    Reads ``context.cache_file`` when a previous attempt of this run wrote it (resume), else
+    Reads ``context.cache_file`` when a previous attempt of this run wrote it (and
+    ``context.reuse_cache``: ``resume: auto``), else
     computes them with one no-grad pass (adapters switched off) and writes the file (rank 0).
 
     Raises:
@@ -61,7 +62,7 @@ def precompute(model: torch.nn.Module, context: PrepareContext) -> None:
     """
     pairs: list[PreferenceExample] = context.examples
     cache = context.cache_file
-    if cache is not None and cache.is_file():
+    if cache is not None and context.reuse_cache and cache.is_file():
         values = torch.load(cache, map_location="cpu")
         if values.shape != (len(pairs), 2):
             raise DataError(f"{cache}: reference log-probs of {values.shape[0]} pairs; the dataset has {len(pairs)}")
