@@ -8,10 +8,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from kubetune.spec.base import StrictModel
+from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
+from kubetune.spec.hf_configs import merge_hugging_face_objects
 
+Task = Literal["causal-lm", "sequence-classification"]
+#: Hugging Face tasks kubetune does not train, with what to do instead.
+UNSUPPORTED_TASKS = {
+    "token-classification": "a token tagger needs per-word labels; no dataset format carries them yet",
+    "question-answering": "train the answers as a 'completion' dataset on a causal-lm model",
+    "masked-lm": "continue pre-training with format 'text' on a causal-lm model",
+    "image-classification": "kubetune trains text models only",
+}
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
 DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
 Precision = Literal["fp32", "bf16"]
@@ -33,10 +43,20 @@ class ModelConfig(StrictModel):
     """
 
     path: str | None = Field(default=None, description="Model directory, .gguf file or pkg:// URI.")
-    task: Literal["causal-lm", "sequence-classification"] = "causal-lm"
+    task: Task = "causal-lm"
     num_labels: int | None = Field(default=None, ge=2, description="Labels, for classification.")
     trust_remote_code: bool = False
     attn_implementation: Literal["sdpa", "eager", "flex_attention"] | None = None
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _known_task(cls, value: object) -> object:
+        if isinstance(value, str) and value in UNSUPPORTED_TASKS:
+            raise ValueError(
+                f"{value!r} is not supported: kubetune trains 'causal-lm' and 'sequence-classification' models "
+                f"({UNSUPPORTED_TASKS[value]})"
+            )
+        return value
 
 
 class DatasetConfig(StrictModel):
@@ -65,6 +85,10 @@ class DatasetConfig(StrictModel):
         default=None,
         description="Import path 'module:function' mapping one raw row to a row of the format.",
     )
+    split: str | None = Field(
+        default=None,
+        description="Split expression: 'train', 'train[:3000]', 'train[10%:]' (files by split name, then rows).",
+    )
     max_samples: int | None = Field(default=None, ge=1)
     eval_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     train_on_inputs: bool = Field(
@@ -75,6 +99,28 @@ class DatasetConfig(StrictModel):
         min_length=2,
         description="Class names for 'classification', in index order (default: sorted distinct labels).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_in_path(cls, data: Any) -> Any:
+        """``path: hf://org/name?split=train[:3000]`` is ``path: hf://org/name`` plus ``split``."""
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            return data
+        path, split = split_from_uri(data["path"])
+        if split is None:
+            return data
+        if data.get("split") not in (None, split):
+            raise ValueError(f"the split is given twice: {split!r} in path and {data['split']!r} in split")
+        return {**data, "path": path, "split": split}
+
+    @field_validator("split")
+    @classmethod
+    def _split_expression(cls, value: str | None) -> str | None:
+        return None if value is None else str(DatasetSplit.parse(value))
+
+    def parsed_split(self) -> DatasetSplit | None:
+        """The split expression, parsed (None: every file and row)."""
+        return None if self.split is None else DatasetSplit.parse(self.split)
 
     @model_validator(mode="after")
     def _check_preprocess(self) -> DatasetConfig:
@@ -89,7 +135,10 @@ class LoraConfig(StrictModel):
     r: int = Field(default=16, ge=1)
     alpha: float = Field(default=32.0, gt=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    target_modules: list[str] | Literal["all-linear"] | None = Field(
+        default="all-linear",
+        description="Modules to adapt: names, 'all-linear', or null for PEFT's default modules of the architecture.",
+    )
     use_rslora: bool = Field(default=False, description="Scale by alpha/sqrt(r) instead of alpha/r (rsLoRA).")
 
 
@@ -171,7 +220,13 @@ class OutputConfig(StrictModel):
 
 
 class LLMConfig(StrictModel):
-    """Everything the LLM Trainer needs: model, data, method and loop settings."""
+    """Everything the LLM Trainer needs: model, data, method and loop settings.
+
+    ``training`` also takes a ``transformers.TrainingArguments``, and ``lora`` a
+    ``peft.LoraConfig`` (``peft`` any PEFT config object): they become kubetune settings field by
+    field, as :mod:`kubetune.spec.hf_configs` (and docs/kubeflow.md) say; a field kubetune does
+    not implement is refused with a one-line ConfigError naming it.
+    """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
@@ -181,6 +236,11 @@ class LLMConfig(StrictModel):
     peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hugging_face_objects(cls, data: Any) -> Any:
+        return merge_hugging_face_objects(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _check_combination(self) -> LLMConfig:
