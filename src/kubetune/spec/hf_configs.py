@@ -233,7 +233,7 @@ _HUB = ignored("only used with push_to_hub, which is refused")
 
 #: One rule per ``transformers.TrainingArguments`` field.
 TRAINING_ARGUMENTS_RULES: dict[str, FieldRule] = {
-    "output_dir": ignored("kubetune writes to the job's run directory (RunDirectory option, or output_dir in a job file)"),
+    "output_dir": ignored("kubetune writes to the run directory (RunDirectory option; output_dir in a job file)"),
     "per_device_train_batch_size": honoured("training.batch_size"),
     "num_train_epochs": honoured("training.epochs", float),
     "max_steps": FieldRule("honoured", "`training.max_steps` (-1: epochs decide)", _max_steps),
@@ -247,7 +247,7 @@ TRAINING_ARGUMENTS_RULES: dict[str, FieldRule] = {
         "refused",
         _warmup,
     ),
-    "optim": FieldRule("honoured", "AdamW (`adamw_torch`, `adamw_torch_fused`: fused on GPU); others refused", _optimizer),
+    "optim": FieldRule("honoured", "AdamW (adamw_torch, adamw_torch_fused: fused on GPU); others refused", _optimizer),
     "optim_args": refused("kubetune's AdamW takes no extra arguments"),
     "weight_decay": honoured("training.weight_decay", float, "`training.weight_decay` (not on biases and norms)"),
     "adam_beta1": refused("kubetune's AdamW uses betas (0.9, 0.999)"),
