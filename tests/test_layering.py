@@ -19,6 +19,7 @@ ALLOWED = {
     "controller": ("errors", "spec", "controller"),
     "runtimes": ("errors", "spec", "runtimes", "controller.api"),
     "client": ("errors", "spec", "client", "backends", "runtimes"),
+    "compat": ("errors", "spec", "client", "backends", "compat"),
     "backends": (
         "errors",
         "spec",
@@ -55,7 +56,7 @@ def test_layer_imports_only_what_the_architecture_allows(layer):
 def test_validation_clients_and_controller_import_no_torch():
     code = (
         "import sys, kubetune.spec, kubetune.client, kubetune.backends.local, kubetune.cli.main, "
-        "kubetune.controller.reconcile, kubetune.runtimes; "
+        "kubetune.controller.reconcile, kubetune.runtimes, kubetune.compat.kubeflow; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -422,6 +422,11 @@ def _modules_to_save(value: Any, obj: Any) -> dict[str, Any]:
     return {}
 
 
+_INIT = refused("kubetune initialises LoRA as PEFT's default (init_lora_weights=True)")
+_VARIANT = refused(
+    "kubetune trains plain LoRA, rsLoRA (lora.use_rslora) or DoRA (method dora); for other PEFT methods "
+    "pass their config as peft="
+)
 _PEFT_BOOKKEEPING = ignored("PEFT bookkeeping, set when the adapter is saved or loaded")
 
 #: One rule per ``peft.LoraConfig`` field.
@@ -457,6 +462,23 @@ LORA_RULES: dict[str, FieldRule] = {
     "megatron_core": ignored("only used with megatron_config, which is refused"),
     "use_dora": honoured("method", lambda on: "dora" if on else None, "`method: dora` (False: lora)"),
     "runtime_config": ignored("inference-time offloading only"),
+    "trainable_token_indices": refused("kubetune trains no embedding rows beside the adapter; use method 'full'"),
+    "loftq_config": _INIT,
+    "eva_config": _INIT,
+    "corda_config": _INIT,
+    "lora_ga_config": _INIT,
+    "velora_config": _VARIANT,
+    "alora_invocation_tokens": _VARIANT,
+    "use_qalora": _VARIANT,
+    "qalora_group_size": ignored("only used with use_qalora, which is refused"),
+    "monteclora_config": _VARIANT,
+    "layer_replication": refused("kubetune adapts the model's layers as they are"),
+    "lora_bias": refused("kubetune's LoRA has no bias term; use method 'full'"),
+    "target_parameters": refused("kubetune adapts modules (target_modules), not parameters"),
+    "use_bdlora": _VARIANT,
+    "arrow_config": _VARIANT,
+    "kasa_config": _VARIANT,
+    "ensure_weight_tying": refused("kubetune adapts tied weights as PEFT's default does"),
 }
 
 
