@@ -271,7 +271,7 @@ def test_a_field_no_table_lists_is_refused_not_dropped():
 def test_a_peft_config_contradicting_the_method_or_task_is_refused():
     with pytest.raises(ConfigError, match="method: 'full' contradicts the LoraConfig"):
         LLMConfig(method="full", lora=peft.LoraConfig())
-    with pytest.raises(ConfigError, match="task_type says model.task 'sequence-classification'"):
+    with pytest.raises(ConfigError, match=r"task_type says model\.task 'sequence-classification'"):
         LLMConfig(model={"task": "causal-lm"}, lora=peft.LoraConfig(task_type="SEQ_CLS"))
     with pytest.raises(ConfigError, match="pass a non-LoRA PEFT config as peft="):
         LLMConfig(lora=peft.IA3Config())
