@@ -170,12 +170,13 @@ def _source(source: Any, kind: type[ModelInitializer] | type[DatasetInitializer]
                 f"{label}.role_arn is not supported: kubetune uses the AWS credential chain; give the pod an "
                 "identity or pass access_key_id/secret_access_key references"
             )
-        fields["s3"] = S3Options(
-            endpoint_url=source.endpoint,
-            region=source.region,
-            access_key_id=secret(source.access_key_id, f"{label}.access_key_id"),
-            secret_access_key=secret(source.secret_access_key, f"{label}.secret_access_key"),
-        )
+        options = {
+            "endpoint_url": source.endpoint,
+            "region": source.region,
+            "access_key_id": secret(source.access_key_id, f"{label}.access_key_id"),
+            "secret_access_key": secret(source.secret_access_key, f"{label}.secret_access_key"),
+        }
+        fields["s3"] = S3Options(**{key: value for key, value in options.items() if value is not None})
     elif isinstance(source, HuggingFaceModelInitializer | HuggingFaceDatasetInitializer):
         fields["token"] = secret(source.access_token, f"{label}.access_token")
     else:

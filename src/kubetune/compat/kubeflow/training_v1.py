@@ -56,7 +56,7 @@ class HuggingFaceModelParams:
     def initializer(self) -> ModelInitializer:
         """The model initializer fetching ``model_uri``."""
         token = secret(self.access_token, "HuggingFaceModelParams.access_token")
-        return ModelInitializer(storage_uri=storage_uri(self.model_uri, "hf"), token=token)
+        return ModelInitializer(storage_uri=storage_uri(self.model_uri, "hf"), **({"token": token} if token else {}))
 
 
 @dataclass
@@ -80,7 +80,7 @@ class HuggingFaceDatasetParams:
     def initializer(self) -> DatasetInitializer:
         """The dataset initializer fetching the repository."""
         token = secret(self.access_token, "HuggingFaceDatasetParams.access_token")
-        return DatasetInitializer(storage_uri=storage_uri(self.repo_id, "hf"), token=token)
+        return DatasetInitializer(storage_uri=storage_uri(self.repo_id, "hf"), **({"token": token} if token else {}))
 
 
 @dataclass
@@ -104,12 +104,13 @@ class S3DatasetParams:
 
     def initializer(self) -> DatasetInitializer:
         """The dataset initializer fetching ``s3://bucket_name/file_key``."""
-        s3 = S3Options(
-            endpoint_url=self.endpoint_url,
-            region=self.region_name,
-            access_key_id=secret(self.access_key, "S3DatasetParams.access_key"),
-            secret_access_key=secret(self.secret_key, "S3DatasetParams.secret_key"),
-        )
+        options = {
+            "endpoint_url": self.endpoint_url,
+            "region": self.region_name,
+            "access_key_id": secret(self.access_key, "S3DatasetParams.access_key"),
+            "secret_access_key": secret(self.secret_key, "S3DatasetParams.secret_key"),
+        }
+        s3 = S3Options(**{key: value for key, value in options.items() if value is not None})
         return DatasetInitializer(storage_uri=f"s3://{self.bucket_name}/{self.file_key.lstrip('/')}", s3=s3)
 
 
