@@ -1,4 +1,4 @@
-"""A small Yelp-like review dataset with three classes (0 negative, 1 neutral, 2 positive), generated.
+"""A small Yelp-like review dataset with three classes (0 negative, 1 neutral, 2 positive), generated offline.
 
 Train and held-out rows use different sentence templates, so held-out accuracy measures what the
 classifier learned about the sentiment words, not the sentences.
