@@ -1,13 +1,16 @@
 """Kubeflow's documented BERT + Yelp ``train()`` call runs on kubetune's local backend and learns.
 
 The call is the one in Kubeflow's fine-tuning guide ("fine-tune the BERT model using the Yelp
-Review dataset"), copied verbatim except: the import line; the model and dataset locations
-(offline: the packaged MiniLM encoder and the generated 3-class review set of
-examples/kubeflow/reviews.py, laid out as a Hub dataset repository); the job's shape,
-``num_workers=4, num_procs_per_worker=2, resources_per_worker={"gpu": 2, ...}`` in the guide,
-which becomes 2 nodes x 1 process without GPUs so that it runs on a CPU machine; and
-``learning_rate=3e-3`` added to the TrainingArguments: the guide trains 3000 reviews for 3 epochs at the default 5e-5 (over 1000 steps), this CPU test
-trains 384 generated reviews for the same 3 epochs (72 steps of 2 x 8 reviews).
+Review dataset"), copied verbatim except:
+
+- the import line;
+- the model and dataset locations (offline: the packaged MiniLM encoder and the generated
+  3-class review set of examples/kubeflow/reviews.py, laid out as a Hub dataset repository);
+- the job's shape: ``num_workers=4, num_procs_per_worker=2, resources_per_worker={"gpu": 2,
+  ...}`` in the guide becomes 2 nodes x 1 process without GPUs, to run on a CPU machine;
+- ``learning_rate=3e-3`` added to the TrainingArguments: the guide trains 3000 reviews for 3
+  epochs at the default 5e-5 (over 1000 steps); this test trains 384 generated reviews for the
+  same 3 epochs (72 steps of 2 x 8 reviews).
 """
 
 from __future__ import annotations
