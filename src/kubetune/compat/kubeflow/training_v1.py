@@ -180,7 +180,7 @@ class TrainingClient:
     Args:
         config_file, context: kubeconfig file and context (``backend="kubernetes"`` only).
         client_configuration: refused; pass a configured backend instead.
-        namespace: the Kubernetes namespace (``backend="kubernetes"`` only).
+        namespace: the Kubernetes namespace (the local backend has none and ignores it).
         job_kind: ``PyTorchJob`` (kubetune's jobs are torchrun jobs); others are refused.
         backend: ``"local"`` (default), ``"kubernetes"``, or a kubetune backend instance.
     """
@@ -203,8 +203,8 @@ class TrainingClient:
             from kubetune.backends.kubernetes import KubernetesBackend
 
             backend = KubernetesBackend(namespace=namespace, context=context, config_file=config_file)
-        elif backend == "local" and (config_file or context or namespace):
-            raise ConfigError("config_file, context and namespace apply to backend='kubernetes', not the local backend")
+        elif backend == "local" and (config_file or context):
+            raise ConfigError("config_file and context apply to backend='kubernetes', not the local backend")
         self.client = TrainerClient(backend)
 
     def train(
@@ -324,9 +324,10 @@ class TrainingClient:
         self.client.delete_job(name)
 
     def _check_namespace(self, namespace: str | None) -> None:
+        """Refuse a namespace other than the Kubernetes backend's (the local backend has none to differ)."""
         current = getattr(self.client.backend, "namespace", None)
-        if namespace is not None and namespace != current:
+        if namespace is not None and current is not None and namespace != current:
             raise ConfigError(
-                f"namespace={namespace!r}: this client works in {current or 'no namespace (local backend)'}; "
+                f"namespace={namespace!r}: this client works in namespace {current!r}; "
                 "create TrainingClient(namespace=..., backend='kubernetes')"
             )
