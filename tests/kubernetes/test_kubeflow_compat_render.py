@@ -16,6 +16,7 @@ from test_backend_api import NS, RUNTIME, RUNTIMES, TRAINJOBS, make_backend
 
 from kubetune.client import BuiltinTrainer, Initializer, LLMConfig, Name, TrainerClient
 from kubetune.compat import kubeflow
+from kubetune.errors import ConfigError
 from kubetune.runtimes import get_runtime
 from kubetune.spec import DatasetInitializer, ModelInitializer
 
@@ -131,3 +132,9 @@ def test_trainer_v2_shapes_render_the_trainjob_of_the_native_call(backend):
         options=[Name("native-v2")],
     )
     assert created_spec(state, "kubeflow-v2") == created_spec(state, "native-v2")
+
+
+def test_a_namespace_other_than_the_backends_is_refused(backend):
+    k8s, _ = backend
+    with pytest.raises(ConfigError, match=rf"namespace='team-b': this client works in namespace '{NS}'"):
+        kubeflow.TrainingClient(backend=k8s).delete_job("fine-tune-bert", namespace="team-b")
