@@ -214,7 +214,7 @@ REFUSED = [
     (lambda: LLMConfig(lora=peft.LoraConfig(init_lora_weights="gaussian")), "init_lora_weights"),
     (lambda: LLMConfig(lora=peft.LoraConfig(rank_pattern={"q": 4})), "rank_pattern"),
     (lambda: LLMConfig(lora=peft.LoraConfig(modules_to_save=["lm_head"])), "modules_to_save"),
-    (lambda: LLMConfig(lora=peft.LoraConfig(task_type="TOKEN_CLS")), "task_type"),
+    (lambda: LLMConfig(lora=peft.LoraConfig(task_type="QUESTION_ANS")), "task_type"),
     (
         lambda: torchtune_fields(
             TorchTuneConfig(dataset_preprocess_config=TorchTuneInstructDataset(new_system_prompt="x"))
@@ -222,20 +222,13 @@ REFUSED = [
         "new_system_prompt",
     ),
     (
-        lambda: (
-            HuggingFaceModelParams("hf://o/m", transformers.AutoModelForTokenClassification, access_token=None)
-            and TrainingClient().train(
-                "x",
-                None,
-                1,
-                1,
-                None,
-                HuggingFaceModelParams("hf://o/m", "AutoModelForTokenClassification"),
-                HuggingFaceDatasetParams("d"),
-                HuggingFaceTrainerParams(),
-            )
+        lambda: TrainingClient().train(
+            "x",
+            model_provider_parameters=HuggingFaceModelParams("hf://o/m", transformers.AutoModelForQuestionAnswering),
+            dataset_provider_parameters=HuggingFaceDatasetParams("d"),
+            trainer_parameters=HuggingFaceTrainerParams(),
         ),
-        "AutoModelForTokenClassification",
+        "AutoModelForQuestionAnswering",
     ),
     (lambda: HuggingFaceDatasetParams("d", access_token="hf_secret").initializer(), "access_token"),
     (

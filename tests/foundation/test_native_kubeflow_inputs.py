@@ -1,5 +1,6 @@
 """What Kubeflow users hold, accepted by the native API: nvidia.com/gpu, and a clear refusal of tasks kubetune
-does not train (TrainingArguments and PEFT objects: tests/compat/test_kubeflow_mapping.py)."""
+does not train (TrainingArguments and PEFT objects: tests/compat/test_kubeflow_mapping.py; token
+classification: tests/trainer/test_token_classification.py)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,10 @@ def test_gpu_given_twice_with_different_counts_is_refused():
         )
 
 
-def test_token_classification_is_refused_in_one_line_with_the_reason():
+def test_a_task_kubetune_does_not_train_is_refused_in_one_line_with_the_way():
     with pytest.raises(ConfigError) as info:
-        TrainerClient("local").train(trainer=BuiltinTrainer(config={"model": {"task": "token-classification"}}))
+        TrainerClient("local").train(trainer=BuiltinTrainer(config={"model": {"task": "question-answering"}}))
     message = str(info.value)
-    assert "trainer.model.task" in message and "'token-classification' is not supported" in message
+    assert "trainer.model.task" in message and "'question-answering' is not supported" in message
+    assert "train the answers as a 'completion' dataset" in message
     assert "\n" not in message

@@ -389,8 +389,8 @@ def training_fields(args: Any) -> dict[str, Any]:
 # peft configs -> method, lora.* / peft.*
 
 #: PEFT task types and the kubetune model task each means.
-PEFT_TASKS = {"CAUSAL_LM": "causal-lm", "SEQ_CLS": "sequence-classification"}
-#: The heads PEFT trains in full for a sequence classifier (as kubetune does).
+PEFT_TASKS = {"CAUSAL_LM": "causal-lm", "SEQ_CLS": "sequence-classification", "TOKEN_CLS": "token-classification"}
+#: The heads PEFT trains in full for a sequence or token classifier (as kubetune does).
 CLASSIFIER_HEADS = {"classifier", "score"}
 
 
@@ -405,18 +405,21 @@ def _task(value: Any, _obj: Any) -> dict[str, Any]:
     if task is None:
         return {}
     if task not in PEFT_TASKS:
-        raise refuse("peft config", "task_type", task, "kubetune trains CAUSAL_LM and SEQ_CLS models (model.task)")
+        raise refuse(
+            "peft config", "task_type", task, "kubetune trains CAUSAL_LM, SEQ_CLS and TOKEN_CLS models (model.task)"
+        )
     return {"model.task": PEFT_TASKS[task]}
 
 
 def _modules_to_save(value: Any, obj: Any) -> dict[str, Any]:
     modules = set(plain(value) or [])
-    if modules - CLASSIFIER_HEADS or (modules and plain(getattr(obj, "task_type", None)) not in (None, "SEQ_CLS")):
+    classifier = plain(getattr(obj, "task_type", None)) in (None, "SEQ_CLS", "TOKEN_CLS")
+    if modules - CLASSIFIER_HEADS or (modules and not classifier):
         raise refuse(
             "peft.LoraConfig",
             "modules_to_save",
             value,
-            "kubetune trains the classification head of a sequence-classification model and nothing else in full; "
+            "kubetune trains the classification head of a classifier model and nothing else in full; "
             "use method 'full' to train every weight",
         )
     return {}
@@ -431,7 +434,11 @@ _PEFT_BOOKKEEPING = ignored("PEFT bookkeeping, set when the adapter is saved or 
 
 #: One rule per ``peft.LoraConfig`` field.
 LORA_RULES: dict[str, FieldRule] = {
-    "task_type": FieldRule("honoured", "`model.task` (CAUSAL_LM: causal-lm, SEQ_CLS: sequence-classification)", _task),
+    "task_type": FieldRule(
+        "honoured",
+        "`model.task` (CAUSAL_LM: causal-lm, SEQ_CLS: sequence-classification, TOKEN_CLS: token-classification)",
+        _task,
+    ),
     "peft_type": ignored("always LORA for this class"),
     "auto_mapping": _PEFT_BOOKKEEPING,
     "peft_version": _PEFT_BOOKKEEPING,
@@ -449,7 +456,7 @@ LORA_RULES: dict[str, FieldRule] = {
     "bias": refused("kubetune trains no bias terms with LoRA; use method 'full'"),
     "use_rslora": honoured("lora.use_rslora"),
     "modules_to_save": approximated(
-        "the classification head ('classifier', 'score') of a sequence-classification model trains in full anyway; "
+        "the classification head ('classifier', 'score') of a classifier model trains in full anyway; "
         "other modules refused",
         _modules_to_save,
     ),

@@ -14,16 +14,17 @@ from kubetune.spec.base import StrictModel
 from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
 from kubetune.spec.hf_configs import merge_hugging_face_objects
 
-Task = Literal["causal-lm", "sequence-classification"]
+Task = Literal["causal-lm", "sequence-classification", "token-classification"]
+#: The dataset format each classifier task trains on (and only it).
+TASK_FORMATS = {"sequence-classification": "classification", "token-classification": "tagging"}
 #: Hugging Face tasks kubetune does not train, with what to do instead.
 UNSUPPORTED_TASKS = {
-    "token-classification": "a token tagger needs per-word labels; no dataset format carries them yet",
     "question-answering": "train the answers as a 'completion' dataset on a causal-lm model",
     "masked-lm": "continue pre-training with format 'text' on a causal-lm model",
     "image-classification": "kubetune trains text models only",
 }
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
-DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging"]
 Precision = Literal["fp32", "bf16"]
 Distributed = Literal["ddp", "fsdp"]
 
@@ -53,7 +54,8 @@ class ModelConfig(StrictModel):
     def _known_task(cls, value: object) -> object:
         if isinstance(value, str) and value in UNSUPPORTED_TASKS:
             raise ValueError(
-                f"{value!r} is not supported: kubetune trains 'causal-lm' and 'sequence-classification' models "
+                f"{value!r} is not supported: kubetune trains 'causal-lm', 'sequence-classification' and "
+                "'token-classification' models "
                 f"({UNSUPPORTED_TASKS[value]})"
             )
         return value
@@ -71,6 +73,8 @@ class DatasetConfig(StrictModel):
     - ``text``: ``text`` (plain language modelling; every token is a target)
     - ``classification``: ``text``, ``label`` (a class name or index; needs
       ``model.task: sequence-classification``)
+    - ``tagging``: ``tokens`` (a list of words), ``tags`` (a class name or index per word; needs
+      ``model.task: token-classification``). A word's first sub-word token carries its tag.
     """
 
     path: str | None = Field(
@@ -97,7 +101,7 @@ class DatasetConfig(StrictModel):
     labels: list[str] | None = Field(
         default=None,
         min_length=2,
-        description="Class names for 'classification', in index order (default: sorted distinct labels).",
+        description="Class names for 'classification' and 'tagging', in index order (default: sorted distinct labels).",
     )
 
     @model_validator(mode="before")
@@ -256,12 +260,12 @@ class LLMConfig(StrictModel):
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name):
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
-        classify = self.model.task == "sequence-classification"
-        if (self.dataset.format == "classification") != classify:
-            raise ValueError(
-                "dataset.format 'classification' and model.task 'sequence-classification' go together "
-                f"(got format {self.dataset.format!r}, task {self.model.task!r})"
-            )
+        for task, data_format in TASK_FORMATS.items():
+            if (self.dataset.format == data_format) != (self.model.task == task):
+                raise ValueError(
+                    f"dataset.format {data_format!r} and model.task {task!r} go together "
+                    f"(got format {self.dataset.format!r}, task {self.model.task!r})"
+                )
         if self.training.distributed == "fsdp" and self.method != "full":
             raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
         return self

@@ -15,10 +15,10 @@ from kubetune.spec.initializer import SecretRef
 TRANSFORMER_TASKS = {
     "AutoModelForCausalLM": "causal-lm",
     "AutoModelForSequenceClassification": "sequence-classification",
+    "AutoModelForTokenClassification": "token-classification",
 }
 #: Transformer classes kubetune refuses, with the kubetune way.
 REFUSED_TRANSFORMERS = {
-    "AutoModelForTokenClassification": "token classification is not supported yet (no per-word label format)",
     "AutoModelForQuestionAnswering": "train answers as a 'completion' dataset on AutoModelForCausalLM",
     "AutoModelForMaskedLM": "continue pre-training with AutoModelForCausalLM on a text dataset",
     "AutoModelForImageClassification": "kubetune trains text models only",
@@ -44,7 +44,7 @@ def task_of(transformer_type: Any) -> str:
     name = transformer_type if isinstance(transformer_type, str) else getattr(transformer_type, "__name__", "")
     if name in TRANSFORMER_TASKS:
         return TRANSFORMER_TASKS[name]
-    way = REFUSED_TRANSFORMERS.get(name, "use AutoModelForCausalLM or AutoModelForSequenceClassification")
+    way = REFUSED_TRANSFORMERS.get(name, f"use one of {', '.join(TRANSFORMER_TASKS)}")
     raise ConfigError(f"transformer_type={name or transformer_type!r} is not supported: {way}")
 
 

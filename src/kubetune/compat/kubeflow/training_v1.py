@@ -23,6 +23,8 @@ from kubetune.compat.kubeflow.sources import secret, storage_uri, task_of
 from kubetune.errors import ConfigError
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer, S3Options, SecretRef
 
+#: The dataset format each model task trains on.
+DATA_FORMATS = {"causal-lm": "text", "sequence-classification": "classification", "token-classification": "tagging"}
 #: Kubeflow v1 job conditions and the kubetune status each means.
 CONDITIONS = {
     "Created": JobStatus.CREATED,
@@ -38,10 +40,10 @@ class HuggingFaceModelParams:
 
     Args:
         model_uri: ``hf://org/name``, or any kubetune storage URI or local path.
-        transformer_type: ``transformers.AutoModelForCausalLM`` or ``AutoModelForSequenceClassification``
-            (the class or its name); other Auto classes are refused.
+        transformer_type: ``transformers.AutoModelForCausalLM``, ``AutoModelForSequenceClassification`` or
+            ``AutoModelForTokenClassification`` (the class or its name); other Auto classes are refused.
         access_token: a :class:`~kubetune.spec.SecretRef` to the Hub token (a plain token is refused).
-        num_labels: classes of a sequence classifier; integer labels ``0..num_labels-1``.
+        num_labels: classes of a classifier; integer labels ``0..num_labels-1``.
     """
 
     model_uri: str
@@ -145,15 +147,15 @@ def llm_config(
     """The LLM config fields a Kubeflow ``train()`` call stands for.
 
     A causal LM trains on the dataset's ``text`` column, a sequence classifier on ``text`` and
-    ``label`` (as Kubeflow's trainer reads them).
+    ``label`` (as Kubeflow's trainer reads them), a token classifier on ``tokens`` and ``tags``.
     """
     task = task_of(model.transformer_type)
-    dataset_fields: dict[str, Any] = {"format": "classification" if task == "sequence-classification" else "text"}
+    dataset_fields: dict[str, Any] = {"format": DATA_FORMATS[task]}
     if isinstance(dataset, HuggingFaceDatasetParams) and dataset.split is not None:
         dataset_fields["split"] = dataset.split
     if model.num_labels is not None:
-        if task != "sequence-classification":
-            raise ConfigError("num_labels: only a sequence classifier (AutoModelForSequenceClassification) has labels")
+        if task == "causal-lm":
+            raise ConfigError("num_labels: only a classifier (sequence or token classification) has labels")
         dataset_fields["labels"] = [str(index) for index in range(model.num_labels)]
     return {
         "model": {"task": task},

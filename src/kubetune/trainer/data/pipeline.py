@@ -43,7 +43,7 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
     if config.max_samples is not None:
         rows = rows[: config.max_samples]
     rows = map_columns(rows, config, source=str(path))
-    label_names = class_names(rows, config, str(path)) if config.format == "classification" else None
+    label_names = class_names(rows, config, str(path)) if config.format in ("classification", "tagging") else None
     tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
     examples: list[Example] = []
     dropped = 0
