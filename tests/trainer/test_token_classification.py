@@ -92,3 +92,36 @@ def test_words_and_tags_of_different_lengths_are_refused_naming_the_row(tmp_path
     )
     with pytest.raises(DataError, match=r"bad.jsonl: row 0: 'tokens' and 'tags' must be non-empty lists of the same"):
         run_training(spec, tmp_path / "run")
+
+
+def test_token_classifier_trains_on_two_ddp_nodes(tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from kubetune.backends.local import LocalBackend
+    from kubetune.client import BuiltinTrainer, TrainerClient
+
+    rng = random.Random(1)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(sentence(rng, POSITIVE + NEGATIVE)) + "\n" for _ in range(320)))
+    client = TrainerClient(LocalBackend(tmp_path / "home"))
+    name = client.train(
+        trainer=BuiltinTrainer(
+            config={
+                "model": {"path": MINILM, "task": "token-classification"},
+                "dataset": {
+                    "path": str(data),
+                    "format": "tagging",
+                    "column_map": {"tokens": "words", "tags": "labels"},
+                },
+                "lora": {"r": 8, "alpha": 16, "target_modules": None},
+                "training": {"max_steps": 20, "batch_size": 8, "learning_rate": 3e-3, "max_seq_len": 32},
+            },
+            num_nodes=2,
+        )
+    )
+    job = client.wait_for_job_status(name, timeout=600, polling_interval=1)
+    model = AutoModelForTokenClassification.from_pretrained(job.output_dir / "merged").eval()
+    tokenizer = AutoTokenizer.from_pretrained(job.output_dir / "merged")
+    held_out = [sentence(random.Random(seed), POSITIVE + NEGATIVE) for seed in range(2000, 2040)]
+    assert sentiment_word_accuracy(model, tokenizer, held_out) >= 0.9
+    client.delete_job(name)
