@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from kubetune import client as native
+import kubetune.client as native
 from kubetune.compat.kubeflow.sources import secret, storage_uri
 from kubetune.errors import ConfigError
 from kubetune.spec.hf_configs import FieldRule, apply_rules, approximated, honoured, ignored, nest, plain, refused
