@@ -22,6 +22,7 @@ class FaultyS3Proxy:
         drop_next: on this many next object GETs, send the headers and ``drop_after`` bytes, then close.
         bytes_per_s: stream bodies at this rate (0: as fast as possible).
         requests: ``(method, path, range header, time)`` of every request received.
+        drops: when each dropped GET was cut off (taken just before its connection is shut down).
     """
 
     def __init__(self, upstream: str, port: int = 0) -> None:
@@ -32,6 +33,7 @@ class FaultyS3Proxy:
         self.drop_after = 0
         self.bytes_per_s = 0
         self.requests: list[tuple[str, str, str | None, float]] = []
+        self.drops: list[float] = []
         self.connections: set = set()
         self.stopped = False
         proxy = self
@@ -96,6 +98,7 @@ class FaultyS3Proxy:
             handler.wfile.write(data[: self.drop_after])
             handler.wfile.flush()
             handler.close_connection = True
+            self.drops.append(time.monotonic())
             handler.connection.shutdown(2)
             return
         chunk = max(1, self.bytes_per_s // 20) if self.bytes_per_s else len(data) or 1
