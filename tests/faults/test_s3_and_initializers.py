@@ -143,7 +143,7 @@ def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_pa
     slow.bytes_per_s = 1 << 20
     running = run_cli(bucket, slow.endpoint, tmp_path)
     wait_for(lambda: partial_bytes(tmp_path / "cache") > 0, 60, "a partial download")
-    slow.stop()
+    slow.stop(hold_port=True)  # refused from now on; the port is kept for the server coming back
     _, err = running.communicate(timeout=180)
     assert running.returncode == 2
     assert err.strip().splitlines()[-1] == (
@@ -152,6 +152,7 @@ def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_pa
     )
     assert entries(tmp_path / "cache") == []
     back = FaultyS3Proxy(s3_endpoint, port=slow.port)
+    slow.release_port()
     try:
         finish_and_check(bucket, back.endpoint, tmp_path)
     finally:
