@@ -82,7 +82,7 @@ def test_merged_spec_is_validated_naming_the_field():
 
 @pytest.mark.parametrize(
     ("name", "close"),
-    [("smollm2-135m-lorra", "smollm2-135m-lora"), ("qwen3-8b-dpo", "qwen3-8b-lora"), ("zzz", "available: ")],
+    [("smollm2-135m-lorra", "smollm2-135m-lora"), ("qwen3-8b-grpo", "qwen3-8b-dpo"), ("zzz", "available: ")],
 )
 def test_unknown_runtime_names_close_matches(name, close):
     with pytest.raises(ConfigError, match=rf"unknown runtime '{name}'.*{close}"):

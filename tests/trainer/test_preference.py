@@ -221,3 +221,46 @@ def test_a_rerun_reuses_the_stored_reference_log_probs_unless_resume_is_never(tm
         tmp_path, smollm2_dir, "run", rows, dpo={"precompute_reference": True}, training={"resume": "never"}
     )
     assert fresh[0].loss == pytest.approx(0.693147, abs=1e-6)
+
+
+def test_dpo_on_two_ddp_processes_matches_one_process(tmp_path, smollm2_dir):
+    from test_distributed import torchrun
+
+    data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(7, 10)))
+    common = {"dataset": {"eval_fraction": 0.2}, "training": {"max_steps": 2, "eval_every": 1}}
+    one = preference_spec(smollm2_dir, data, tmp_path / "one", **common)
+    one.trainer.training.batch_size = 4
+    two = preference_spec(smollm2_dir, data, tmp_path / "two", **common)
+    two.trainer.training.batch_size = 2
+    run_training(one, tmp_path / "one")
+    single = read_metrics(tmp_path / "one" / "output" / "metrics.jsonl")
+    records = torchrun(two, tmp_path / "two", processes=2)
+    assert [r["loss"] for r in records] == pytest.approx([r.loss for r in single], rel=1e-4)
+    assert [r["eval_loss"] for r in records] == pytest.approx([r.eval_loss for r in single], rel=1e-4)
+    for mine, ref in zip(records, single, strict=True):
+        assert mine["objective"] == pytest.approx(ref.objective, rel=1e-4, abs=1e-5)
+
+
+def test_every_catalog_model_has_a_dpo_blueprint_that_trains(tmp_path, smollm2_dir):
+    from kubetune.runtimes import get_runtime, list_runtimes
+    from kubetune.spec.base import validate_config
+    from kubetune.spec.job import JobSpec
+    from kubetune.spec.trainer import merge_llm_config
+
+    dpo = [runtime for runtime in list_runtimes() if runtime.name.endswith("-dpo")]
+    models = {runtime.manifest["metadata"]["labels"]["kubetune.dev/model"] for runtime in list_runtimes()}
+    assert {runtime.name.removesuffix("-dpo") for runtime in dpo} == models
+    assert all(r.llm_config.objective == "dpo" and r.llm_config.dataset.format == "preference" for r in dpo)
+    runtime = get_runtime("smollm2-135m-dpo")
+    data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(8, 4)))
+    job = {
+        "model": {"path": str(smollm2_dir)},
+        "dataset": {"path": str(data)},
+        "training": {"max_steps": 1, "max_seq_len": 32},
+        "output": {"save_adapter": False, "save_merged": False},
+    }
+    trainer = merge_llm_config(runtime.llm_config.model_dump(mode="json", exclude_none=True), job)
+    spec = validate_config(JobSpec, {"name": "bp", "trainer": trainer, "output_dir": str(tmp_path / "run")})
+    run_training(spec, tmp_path / "run")
+    [record] = read_metrics(tmp_path / "run" / "output" / "metrics.jsonl")
+    assert record.loss == pytest.approx(0.693147, abs=1e-6) and "reward_margin" in record.objective

@@ -2,7 +2,8 @@
 
 ``blueprints/template.yaml`` is the ClusterTrainingRuntime every entry starts from;
 ``blueprints/models.yaml`` lists the models and, per size class, each method's scale and
-resources. :func:`catalog_manifests` renders one manifest per (model, method);
+resources. :func:`catalog_manifests` renders one manifest per (model, preset): a preset is a
+method, or a method with an objective (``dpo``);
 ``python -m kubetune.runtimes`` prints them (``deploy/runtimes/runtimes.yaml`` is that output).
 """
 
@@ -46,7 +47,7 @@ class Runtime:
     the job names no model, a model initializer fetching ``model_uri``.
 
     Attributes:
-        name: runtime name (``<model>-<method>`` for catalog entries).
+        name: runtime name (``<model>-<method>``, or ``<model>-dpo``, for catalog entries).
         family: model family label (llama, qwen, mistral, gemma, phi, smollm), or None.
         method: fine-tuning method of its LLM defaults (lora, qlora, full, ...).
         model_uri: where the model initializer fetches the model (``hf://...``), or None.
@@ -127,15 +128,18 @@ def catalog_manifests(image: str | None = None) -> list[dict[str, Any]]:
     manifests = []
     for model in table["models"]:
         presets = table["size_classes"][model["size"]]
-        for method in model.get("methods", list(presets)):
-            manifests.append(_render_entry(template, model, method, presets[method], image))
+        for preset in model.get("methods", list(presets)):
+            manifests.append(_render_entry(template, model, preset, presets[preset], image))
     return sorted(manifests, key=lambda manifest: manifest["metadata"]["name"])
 
 
-def _render_entry(template: dict, model: dict, method: str, preset: dict, image: str) -> dict:
+def _render_entry(template: dict, model: dict, preset_name: str, preset: dict, image: str) -> dict:
     manifest = copy.deepcopy(template)
-    name = f"{model['name']}-{method}"
+    name = f"{model['name']}-{preset_name}"
+    method = preset.get("method", preset_name)
+    objective = preset.get("objective")
     scale = f"{preset['numNodes']} node(s) x {preset['numProcPerNode']} proc"
+    what = f"{method} {objective}" if objective else method
     manifest["metadata"] = {
         "name": name,
         "labels": {
@@ -144,7 +148,7 @@ def _render_entry(template: dict, model: dict, method: str, preset: dict, image:
             METHOD_LABEL: method,
             MODEL_LABEL: model["name"],
         },
-        "annotations": {DESCRIPTION_ANNOTATION: f"{method} fine-tuning of {model['uri']} ({scale})"},
+        "annotations": {DESCRIPTION_ANNOTATION: f"{what} fine-tuning of {model['uri']} ({scale})"},
     }
     spec = manifest["spec"]
     spec["mlPolicy"] = {"numNodes": preset["numNodes"], "torch": {"numProcPerNode": preset["numProcPerNode"]}}
@@ -159,6 +163,8 @@ def _render_entry(template: dict, model: dict, method: str, preset: dict, image:
             "gradient_checkpointing": model["size"] in ("medium", "large"),
         },
     }
+    if objective is not None:  # a preference objective trains on preference pairs
+        spec["llmConfig"].update({"objective": objective, "dataset": {"format": "preference"}})
     spec["workspace"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] = preset["storage"]
     if preset["numNodes"] > 1:
         spec["workspace"]["volumeClaimTemplate"]["spec"]["accessModes"] = ["ReadWriteMany"]
