@@ -264,3 +264,46 @@ def test_every_catalog_model_has_a_dpo_blueprint_that_trains(tmp_path, smollm2_d
     run_training(spec, tmp_path / "run")
     [record] = read_metrics(tmp_path / "run" / "output" / "metrics.jsonl")
     assert record.loss == pytest.approx(0.693147, abs=1e-6) and "reward_margin" in record.objective
+
+
+def test_sigkilled_dpo_run_resumes_and_matches_an_uninterrupted_run(tmp_path, smollm2_dir):
+    import os
+    import signal
+    import time
+
+    from test_resume import _launch, _metrics
+
+    from kubetune.trainer.checkpoint import complete_checkpoints, latest_checkpoint
+
+    steps = 6
+    data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(9, 12)))
+    sections = {
+        "lora": {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"], "dropout": 0.1},
+        "dpo": {"precompute_reference": True},
+        "training": {"max_steps": steps, "batch_size": 2, "checkpoint_every": 2, "lr_scheduler": "cosine"},
+    }
+    straight_dir, broken_dir = tmp_path / "straight", tmp_path / "broken"
+    straight = _launch(preference_spec(smollm2_dir, data, straight_dir, **sections), straight_dir)
+    broken_spec = preference_spec(smollm2_dir, data, broken_dir, **sections)
+    broken = _launch(broken_spec, broken_dir)
+    checkpoints = broken_dir / "output" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while latest_checkpoint(checkpoints) is None:
+        assert broken.poll() is None, broken.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(broken.pid, signal.SIGKILL)
+    broken.wait()
+    killed_at = max(step for step, _ in complete_checkpoints(checkpoints))
+    assert killed_at < steps
+    resumed = _launch(broken_spec, broken_dir)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert f"step-{killed_at}" in output
+    output, _ = straight.communicate(timeout=600)
+    assert straight.returncode == 0, output
+    expected, got = _metrics(straight_dir), _metrics(broken_dir)
+    assert [r["step"] for r in got] == list(range(1, steps + 1))
+    assert [r["loss"] for r in got] == pytest.approx([r["loss"] for r in expected], rel=1e-4)
+    for mine, ref in zip(got, expected, strict=True):
+        assert mine["objective"] == pytest.approx(ref["objective"], rel=1e-4, abs=1e-5)
