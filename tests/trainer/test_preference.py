@@ -307,3 +307,35 @@ def test_sigkilled_dpo_run_resumes_and_matches_an_uninterrupted_run(tmp_path, sm
     assert [r["loss"] for r in got] == pytest.approx([r["loss"] for r in expected], rel=1e-4)
     for mine, ref in zip(got, expected, strict=True):
         assert mine["objective"] == pytest.approx(ref["objective"], rel=1e-4, abs=1e-5)
+
+
+def test_cli_trains_a_dpo_job_file_and_reports_the_rewards(tmp_path, smollm2_dir):
+    import subprocess
+    import sys
+
+    data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(10, 8)))
+    job = {
+        "name": "dpo-cli",
+        "output_dir": "run",
+        "trainer": {
+            "model": {"path": str(smollm2_dir)},
+            "dataset": {"path": str(data), "format": "preference"},
+            "method": "lora",
+            "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+            "objective": "dpo",
+            "dpo": {"beta": 0.1},
+            "training": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "max_seq_len": 32},
+            "output": {"save_merged": False},
+        },
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job), encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "train", "-f", str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = read_metrics(tmp_path / "run" / "output" / "metrics.jsonl")
+    assert [r.step for r in records] == [1, 2]
+    assert records[1].objective["reward_accuracy"] >= 0.5 and records[1].objective["reward_margin"] > 0
+    saved = yaml.safe_load((tmp_path / "run" / "output" / "config.yaml").read_text())
+    assert saved["trainer"]["objective"] == "dpo" and saved["trainer"]["dpo"]["beta"] == 0.1
