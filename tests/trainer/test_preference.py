@@ -339,3 +339,14 @@ def test_cli_trains_a_dpo_job_file_and_reports_the_rewards(tmp_path, smollm2_dir
     assert records[1].objective["reward_accuracy"] >= 0.5 and records[1].objective["reward_margin"] > 0
     saved = yaml.safe_load((tmp_path / "run" / "output" / "config.yaml").read_text())
     assert saved["trainer"]["objective"] == "dpo" and saved["trainer"]["dpo"]["beta"] == 0.1
+
+
+def test_cli_progress_line_shows_the_objective_values():
+    from types import SimpleNamespace
+
+    from kubetune.cli.job_progress import describe_progress
+    from kubetune.contracts.progress import Progress
+
+    progress = Progress(step=3, total_steps=10, loss=0.51, objective={"reward_margin": 0.3125, "reward_accuracy": 0.75})
+    line = describe_progress(SimpleNamespace(progress=progress))
+    assert line.startswith("loss 0.5100 | reward_margin 0.3125 | reward_accuracy 0.75")

@@ -14,7 +14,10 @@ from kubetune.trainer.metrics import format_duration
 
 
 def describe_progress(job: Job) -> str:
-    """``loss 0.4123 | eval 0.4410 | 812 tok/s | eta 1m05s`` from the job's last logged step (empty before step 1)."""
+    """``loss 0.4123 | eval 0.4410 | 812 tok/s | eta 1m05s`` from the job's last logged step (empty before step 1).
+
+    The objective's own values (``reward_margin 0.31``...) follow the losses.
+    """
     progress = job.progress
     if progress is None:
         return ""
@@ -23,6 +26,7 @@ def describe_progress(job: Job) -> str:
         parts.append(f"loss {progress.loss:.4f}")
     if progress.eval_loss is not None:
         parts.append(f"eval {progress.eval_loss:.4f}")
+    parts.extend(f"{name} {value:.4g}" for name, value in progress.objective.items())
     if progress.tokens_per_s is not None:
         parts.append(f"{progress.tokens_per_s:,.0f} tok/s")
     if progress.eta_s is not None:
