@@ -166,6 +166,10 @@ def test_bad_preference_rows_are_rejected_before_training(tmp_path, smollm2_dir,
     [
         ({"objective": "dpo", "dataset": {"format": "alpaca"}}, ("objective 'dpo'", "format 'alpaca'")),
         ({"objective": "sft", "dataset": {"format": "preference"}}, ("objective 'sft'", "format 'preference'")),
+        (
+            {"objective": "reward", "dataset": {"format": "preference"}},
+            ("objective 'reward'", "sequence-classification"),
+        ),
         ({"objective": "dpo", "dataset": {"format": "preference"}, "orpo": {"lambda": 0.2}}, ("'orpo'", "'dpo'")),
         ({"objective": "dpo", "dataset": {"format": "preference"}, "dpo": {"loss_type": "kl"}}, ("loss_type",)),
         (
@@ -350,3 +354,34 @@ def test_cli_progress_line_shows_the_objective_values():
     progress = Progress(step=3, total_steps=10, loss=0.51, objective={"reward_margin": 0.3125, "reward_accuracy": 0.75})
     line = describe_progress(SimpleNamespace(progress=progress))
     assert line.startswith("loss 0.5100 | reward_margin 0.3125 | reward_accuracy 0.75")
+
+
+def test_reward_model_ranks_held_out_pairs_and_exports_a_sequence_classifier(tmp_path, smollm2_dir):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    train_pairs = swap_pairs(30, 48)
+    held_out = swap_pairs(31, 20, exclude=set(train_pairs))
+    data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(train_pairs))
+    spec = preference_spec(
+        smollm2_dir,
+        data,
+        tmp_path / "run",
+        objective="reward",
+        model={"path": str(smollm2_dir), "task": "sequence-classification"},
+        lora={"r": 16, "alpha": 32, "target_modules": "all-linear"},
+        training={"max_steps": 16, "batch_size": 8, "learning_rate": 2e-3},
+        output={"save_merged": True},
+    )
+    result = run_training(spec, tmp_path / "run")
+    tokenizer = AutoTokenizer.from_pretrained(result.merged_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(result.merged_dir).eval()
+    assert model.config.num_labels == 1
+
+    def score(a: str, b: str, answer: str) -> float:
+        text = swap_prompt(a, b) + answer + tokenizer.eos_token
+        with torch.no_grad():
+            return float(model(**tokenizer(text, return_tensors="pt")).logits[0, 0])
+
+    wins = [score(a, b, f" {b} {a}") > score(a, b, f" {a} {b}") for a, b in held_out]
+    print(f"held-out pairwise accuracy: {sum(wins) / len(wins):.0%}")
+    assert sum(wins) / len(wins) >= 0.9

@@ -317,16 +317,25 @@ class OrpoObjective(StrictModel):
     orpo: OrpoConfig = Field(default_factory=OrpoConfig)
 
 
+class RewardObjective(StrictModel):
+    """``objective: reward``: a Bradley-Terry reward model (``model.task: sequence-classification``,
+    one output): ``-log sigmoid(r(chosen) - r(rejected))`` per pair; no section of its own."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
+    objective: Literal["reward"] = "reward"
+
+
 #: The typed config of the chosen objective, told apart by ``objective``.
 ObjectiveConfig = Annotated[
-    SftObjective | DpoObjective | SimpoObjective | OrpoObjective, Field(discriminator="objective")
+    SftObjective | DpoObjective | SimpoObjective | OrpoObjective | RewardObjective, Field(discriminator="objective")
 ]
 _OBJECTIVE_ADAPTER: TypeAdapter[ObjectiveConfig] = TypeAdapter(ObjectiveConfig)
 #: Each objective's config class, by objective name.
 OBJECTIVE_CONFIGS: dict[str, type[StrictModel]] = {
-    cls.model_fields["objective"].default: cls for cls in (SftObjective, DpoObjective, SimpoObjective, OrpoObjective)
+    cls.model_fields["objective"].default: cls
+    for cls in (SftObjective, DpoObjective, SimpoObjective, OrpoObjective, RewardObjective)
 }
-Objective = Literal["sft", "dpo", "simpo", "orpo"]
+Objective = Literal["sft", "dpo", "simpo", "orpo", "reward"]
 
 
 def objective_sections(objective: str) -> tuple[str, ...]:
@@ -430,7 +439,7 @@ class LLMConfig(StrictModel):
         default=None, description="Settings of methods prefix and prompt."
     )
     peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
-    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo or orpo.")
+    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo, orpo or reward.")
     dpo: DpoConfig | None = Field(default=None, description="Settings of objective 'dpo'.")
     simpo: SimpoConfig | None = Field(default=None, description="Settings of objective 'simpo'.")
     orpo: OrpoConfig | None = Field(default=None, description="Settings of objective 'orpo'.")
@@ -467,7 +476,12 @@ class LLMConfig(StrictModel):
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name):
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
+        reward = self.objective == "reward"
+        if reward and self.model.task != "sequence-classification":
+            raise ValueError("objective 'reward' trains a scalar head: it needs model.task 'sequence-classification'")
         for task, data_format in TASK_FORMATS.items():
+            if reward:
+                break  # a reward model is a sequence classifier trained on preference pairs
             if (self.dataset.format == data_format) != (self.model.task == task):
                 raise ValueError(
                     f"dataset.format {data_format!r} and model.task {task!r} go together "

@@ -109,8 +109,14 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
 
     method = method_support(config)
     quantize_on = ctx.device if method.quantized_base else None
+    objective = build_objective(config)
     model = load_model(
-        model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
+        model_path,
+        config.model,
+        training.precision,
+        objective.head_labels or data.label_names,
+        tokenizer.pad_token_id,
+        quantize_on,
     )
     model = prepare_for_training(model, config)
     # Adapter initialisation draws random numbers: seed right before it so the initial weights
@@ -132,7 +138,6 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         f"{ctx.world_size} process(es) on {ctx.device.type}"
         + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
     )
-    objective = build_objective(config)
     prepare_objective(objective, model, config, data, tokenizer.pad_token_id, ctx, layout)
     model = wrap_model(model, ctx, training.distributed)
     # Written once the data and model passed their checks: a rejected job leaves no output behind.

@@ -18,6 +18,7 @@ from kubetune.trainer.methods import trains_adapter
 from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, PrepareContext
 from kubetune.trainer.objectives.dpo import Dpo
 from kubetune.trainer.objectives.orpo import Orpo
+from kubetune.trainer.objectives.reward import Reward
 from kubetune.trainer.objectives.sft import SftObjective
 from kubetune.trainer.objectives.simpo import Simpo
 
@@ -27,6 +28,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "dpo": Dpo,
     "simpo": Simpo,
     "orpo": Orpo,
+    "reward": Reward,
 }
 
 

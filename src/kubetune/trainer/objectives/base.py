@@ -63,6 +63,8 @@ class Objective:
     """
 
     name: str = ""
+    #: Output names of the classification head the objective trains (None: the data's classes).
+    head_labels: tuple[str, ...] | None = None
 
     def collate(self, examples: list, pad_token_id: int, packing: bool) -> dict[str, Any]:
         """Host tensors for one micro-batch of ``examples`` (padded, or one packed row)."""
