@@ -13,6 +13,7 @@ import torch
 
 from kubetune.contracts.run_dir import RunDir
 from kubetune.spec.trainer import LLMConfig
+from kubetune.trainer.data.pipeline import PreparedData
 from kubetune.trainer.distributed import DistributedContext
 from kubetune.trainer.methods import trains_adapter
 from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, PrepareContext
@@ -41,7 +42,7 @@ def prepare_objective(
     objective: Objective,
     model: torch.nn.Module,
     config: LLMConfig,
-    data,
+    data: PreparedData,
     pad_token_id: int,
     ctx: DistributedContext,
     layout: RunDir,
