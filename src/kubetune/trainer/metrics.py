@@ -46,6 +46,7 @@ class MetricsWriter:
                 ("lr", ".2e"),
                 ("grad_norm", ".3f"),
                 ("tokens_per_s", ".0f"),
+                ("checkpoint_s", ".1f"),
             ):
                 if record.get(key) is not None:
                     parts.append(f"{key} {record[key]:{fmt}}")

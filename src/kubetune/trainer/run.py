@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -35,6 +37,7 @@ from kubetune.trainer.model_loading import (
     prepare_for_training,
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
+from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
 
 
 @dataclass
@@ -69,17 +72,22 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     environment, data and model are checked (QLoRA hardware, tokenizer, dataset columns, model
     files) before the first step, so user errors surface as
     :class:`~kubetune.errors.KubetuneError` before compute is spent.
+
+    SIGTERM or SIGUSR1 on any rank makes every rank checkpoint at the end of the current step
+    and raise :class:`~kubetune.trainer.preemption.Preempted` (see :mod:`kubetune.trainer.preemption`).
     """
     config = spec.trainer
     check_environment(config)
+    stop = StopRequest()
+    stop.install()
     ctx = init_distributed()
     try:
-        return _train(spec, run_dir, ctx)
+        return _train(spec, run_dir, ctx, stop)
     finally:
         close_distributed()
 
 
-def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult:
+def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext, stop: StopRequest) -> TrainResult:
     config = spec.trainer
     training = config.training
     output_dir = run_dir / "output"
@@ -142,13 +150,22 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         truncate_metrics(metrics_path, start_step)
     metrics = MetricsWriter(metrics_path, steps, enabled=ctx.is_main, start_step=start_step)
 
-    def checkpoint(step: int) -> None:
-        every = training.checkpoint_every
-        if every is not None and (step % every == 0 or step == steps):
-            path = save_checkpoint(
-                checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
-            )
-            say(ctx, f"checkpoint: {path}")
+    schedule = CheckpointSchedule(training, steps, stop, ctx)
+    preempted: list[Preempted] = []
+
+    def checkpoint(step: int) -> loop.StepEnd | None:
+        boundary = schedule.at_step_end(step)
+        if not boundary.checkpoint:
+            return None
+        started = time.perf_counter()
+        path = save_checkpoint(
+            checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
+        )
+        seconds = time.perf_counter() - started
+        say(ctx, f"checkpoint: {path} ({seconds:.1f} s)")
+        if schedule.after_checkpoint() or boundary.stop:
+            preempted.append(Preempted(step, path, seconds))
+        return loop.StepEnd(metrics={"checkpoint_s": round(seconds, 3)}, stop=bool(preempted))
 
     losses = loop.run_loop(
         model,
@@ -164,6 +181,9 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         eval_examples=data.eval,
         on_step_end=checkpoint,
     )
+    if preempted:
+        say(ctx, f"preempted: {preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
+        raise preempted[0]
     adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, spec, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, output_dir / "loss.png")
