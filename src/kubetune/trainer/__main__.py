@@ -17,13 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="job spec YAML (usually <run>/output/config.yaml)")
     parser.add_argument("--run-dir", help="run directory (default: the job spec's output_dir)")
     args = parser.parse_args(argv)
-    from kubetune.trainer.preemption import Preempted
+    from kubetune.trainer.preemption import Preempted, StopRequest
+
+    stop = StopRequest()  # before the heavy imports: a SIGTERM while loading is kept, not fatal
+    stop.install()
     from kubetune.trainer.run import run_training
 
     try:
         spec = load_job_file(args.config)
         run_dir = Path(args.run_dir or spec.output_dir or Path(args.config).resolve().parent.parent)
-        result = run_training(spec, run_dir)
+        result = run_training(spec, run_dir, stop)
     except KubetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

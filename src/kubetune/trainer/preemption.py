@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING
 
 from kubetune.spec.trainer import TrainingConfig
-from kubetune.trainer.distributed import DistributedContext
+
+if TYPE_CHECKING:  # torch is imported when ranks agree: installing the handlers must not wait for it
+    from kubetune.trainer.distributed import DistributedContext
 
 #: The signals that ask a worker to checkpoint and stop.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
@@ -79,6 +79,9 @@ def agree(flags: list[bool], ctx: DistributedContext) -> list[bool]:
     """Each flag set on any rank is set on every rank (one all-reduce; a no-op in one process)."""
     if ctx.world_size == 1:
         return flags
+    import torch
+    import torch.distributed as dist
+
     tensor = torch.tensor([int(flag) for flag in flags], dtype=torch.int32, device=ctx.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return [bool(value) for value in tensor.tolist()]

@@ -65,7 +65,7 @@ def say(ctx: DistributedContext, message: str) -> None:
         print(message, flush=True)
 
 
-def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
+def run_training(spec: JobSpec, run_dir: Path, stop: StopRequest | None = None) -> TrainResult:
     """Fine-tune as ``spec.trainer`` says, writing everything under ``run_dir/output``.
 
     Run under ``torchrun`` it trains with every process of the job (DDP or FSDP2). The
@@ -75,11 +75,13 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
 
     SIGTERM or SIGUSR1 on any rank makes every rank checkpoint at the end of the current step
     and raise :class:`~kubetune.trainer.preemption.Preempted` (see :mod:`kubetune.trainer.preemption`).
+    ``stop`` is a request already installed by the caller (else one is installed here).
     """
     config = spec.trainer
+    if stop is None:
+        stop = StopRequest()
+        stop.install()
     check_environment(config)
-    stop = StopRequest()
-    stop.install()
     ctx = init_distributed()
     try:
         return _train(spec, run_dir, ctx, stop)
@@ -182,7 +184,7 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext, stop: StopRequ
         on_step_end=checkpoint,
     )
     if preempted:
-        say(ctx, f"preempted: {preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
+        say(ctx, f"{preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
         raise preempted[0]
     adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, spec, model_path)
     if ctx.is_main:
