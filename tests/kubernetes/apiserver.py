@@ -1,7 +1,7 @@
 """A small in-memory Kubernetes API server on loopback, for testing the SDK's API calls without a cluster.
 
 It speaks the REST paths the Kubernetes backend uses, with the API server's status codes and
-``Status`` bodies: create/get/list/delete of namespaced custom objects (TrainJobs,
+``Status`` bodies: create/get/list/merge-patch/delete of namespaced custom objects (TrainJobs,
 TrainingRuntimes) and cluster-scoped ones (ClusterTrainingRuntimes), ConfigMaps, pods (list
 with an equality label selector), pod logs (plain or ``follow=true``, streamed in chunks) and
 events. Every request is recorded. Tests play the controller by editing ``objects`` directly.
@@ -70,6 +70,19 @@ def _matches(obj: dict, selector: str | None) -> bool:
         if not sep and key not in labels:
             return False
     return True
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, ``null`` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge_patch(merged.get(key), value)
+    return merged
 
 
 def _status(code: int, reason: str, message: str) -> dict:
@@ -143,6 +156,22 @@ class _Handler(BaseHTTPRequestHandler):
             if name in state.objects.get(collection, {}):
                 return self._send(409, _status(409, "AlreadyExists", f"{name!r} already exists"))
             return self._send(201, state.put(collection, body))
+
+    def do_PATCH(self) -> None:
+        path, _, body = self._record("PATCH")
+        kind = self.headers.get("Content-Type", "")
+        if kind != "application/merge-patch+json":
+            return self._send(415, _status(415, "UnsupportedMediaType", f"this server takes merge patches, not {kind}"))
+        state = self.server.state
+        collection, name = self._split(path)
+        with state.lock:
+            stored = state.objects.get(collection, {})
+            if name not in stored:
+                return self._send(404, _status(404, "NotFound", f"{name!r} not found"))
+            merged = _merge_patch(stored[name], body)
+            merged["metadata"]["resourceVersion"] = str(len(state.requests) + 1)
+            stored[name] = merged
+        return self._send(200, merged)
 
     def do_DELETE(self) -> None:
         path, _, _ = self._record("DELETE")

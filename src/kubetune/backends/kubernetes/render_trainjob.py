@@ -27,7 +27,7 @@ import yaml
 from pydantic import Field
 
 from kubetune.controller.api import API_VERSION, TrainJobSpec
-from kubetune.controller.reconcile import KUEUE_QUEUE_LABEL, MAX_NAME_LENGTH, TRAINJOB_LABEL
+from kubetune.controller.reconcile import KUEUE_QUEUE_LABEL, LAUNCH_COMMAND, MAX_NAME_LENGTH, TRAINJOB_LABEL
 from kubetune.errors import ConfigError
 from kubetune.runtimes.defaults import resources_to_kubernetes
 from kubetune.spec.base import StrictModel
@@ -168,7 +168,7 @@ def render_trainjob(
                 del llm[step]
         trainer["llmConfig"] = llm
     else:
-        trainer["command"] = ["torchrun"]
+        trainer["command"] = list(LAUNCH_COMMAND)
         trainer["args"] = [
             "-m",
             "kubetune.backends.function_worker",
