@@ -23,6 +23,11 @@ from kubetune.trainer.run import run_training
         ({"training": {"distributed": "fsdp"}}, "fsdp"),
         ({"dataset": {"format": "classification"}}, "sequence-classification"),
         ({"peft": {"type": "ia3"}}, "only used with method 'peft'"),
+        ({"training": {"checkpoint_every": "30 min"}}, "training.checkpoint_every: Value error, '30 min' is neither"),
+        ({"training": {"checkpoint_every": "0s"}}, "training.checkpoint_every: Value error, '0s': a checkpoint"),
+        ({"training": {"checkpoint_every": 0}}, "training.checkpoint_every: Value error, a number of steps"),
+        ({"training": {"checkpoint_every": True}}, "training.checkpoint_every: Value error, expected a number"),
+        ({"training": {"checkpoint_every": 1.5}}, "training.checkpoint_every: Value error, expected a number"),
     ],
 )
 def test_invalid_field_is_rejected_when_the_spec_is_built(tmp_path, override, field):

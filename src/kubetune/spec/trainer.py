@@ -184,19 +184,19 @@ class TrainingConfig(StrictModel):
         default="ddp", description="Multi-process strategy: 'ddp' (replicate) or 'fsdp' (FSDP2, full fine-tunes)."
     )
 
-    @field_validator("checkpoint_every")
+    @field_validator("checkpoint_every", mode="before")
     @classmethod
-    def _check_checkpoint_every(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, bool):
-            raise ValueError("expected a number of steps (500) or a duration (30m, 90s, 1h30m), not a boolean")
+    def _check_checkpoint_every(cls, value: object) -> int | str | None:
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
-        if isinstance(value, int):
-            if value < 1:
-                raise ValueError("a number of steps must be at least 1")
+        if value is None or isinstance(value, str):
+            if value is not None:
+                duration_seconds(value)
             return value
-        if value is not None:
-            duration_seconds(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"expected a number of steps (500) or a duration (30m, 90s, 1h30m), not {value!r}")
+        if value < 1:
+            raise ValueError("a number of steps must be at least 1")
         return value
 
     def checkpoint_interval_s(self) -> float | None:
