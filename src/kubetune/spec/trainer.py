@@ -174,7 +174,7 @@ class TrainingConfig(StrictModel):
     checkpoint_every: int | str | None = Field(
         default=DEFAULT_CHECKPOINT_EVERY,
         description="Checkpoint every N steps (an integer) or every period of training time ('30m', '90s', "
-        "'1h30m'), and at the end; null: only at the end and when preempted.",
+        "'1h30m'), and at the end; null: only when preempted.",
     )
     keep_checkpoints: int = Field(default=2, ge=1, description="Keep the newest K checkpoints.")
     resume: Literal["auto", "never"] = Field(

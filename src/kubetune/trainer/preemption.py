@@ -88,7 +88,8 @@ def agree(flags: list[bool], ctx: DistributedContext) -> list[bool]:
 
 
 class CheckpointSchedule:
-    """When to checkpoint: every N steps or every T seconds of training, at the last step, and when stopped.
+    """When to checkpoint: every N steps or every T seconds of training and at the last step (unless
+    ``checkpoint_every`` is null), and whenever stopped.
 
     Training time is measured from the start of this process's loop (or its last checkpoint), so
     the time spent saving does not count towards the next interval.
@@ -111,6 +112,8 @@ class CheckpointSchedule:
         self.since = clock()
 
     def _due(self, step: int) -> bool:
+        if self.every_steps is None and self.every_s is None:
+            return False  # checkpoint_every: null: only when stopped
         if step == self.total_steps:
             return True
         if self.every_steps is not None and step % self.every_steps == 0:
