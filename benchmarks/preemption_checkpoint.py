@@ -64,7 +64,7 @@ def run_case(name: str, model: Path, method: str, data: Path, work: Path) -> dic
             "dataset": {"path": str(data), "format": "completion"},
             "method": method,
             "lora": {"r": 16},
-            "training": {"max_steps": 1000, "batch_size": 2, "max_seq_len": 64},
+            "training": {"max_steps": 1000, "batch_size": 1, "max_seq_len": 32},
             "output": {"save_merged": False},
         },
     }
@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kt-preempt-"))
+    work.mkdir(parents=True, exist_ok=True)
     data = write_data(work / "train.jsonl")
     large = large_model(args.model, work / "large-model")
     import transformers

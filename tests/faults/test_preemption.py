@@ -114,6 +114,8 @@ def test_suspend_and_resume_through_the_sdk_continue_from_the_checkpoint(
     wait_for(lambda: len(metric_steps(run)) >= 2, 180, "training to start")
     job = client.suspend_job(name, timeout=GRACE_S)
     assert (job.status, job.reason) == (JobStatus.SUSPENDED, "Suspended")
+    # The launcher forwarded the supervisor's SIGTERM and kept the workers' status.
+    assert [(s.name, s.exit_code) for s in job.steps] == [("node-0", PREEMPTED_EXIT_CODE)], job.message
     tag = job_tag(client.backend.home, name, job.created_at)
     wait_for(lambda: not job_processes(tag), 15, "every process of the job to exit")
     first = assert_checkpoints_intact(run)[-1]
@@ -139,6 +141,7 @@ def test_suspend_and_resume_through_the_cli(client, tmp_path, tiny_model_dir, sw
 
     suspended = kubetune(home, "suspend", name, timeout=120)
     assert suspended.returncode == 0, suspended.stdout + suspended.stderr
+    assert client.get_job(name).steps[0].exit_code == PREEMPTED_EXIT_CODE
     stopped_at = assert_checkpoints_intact(run)[-1]
     assert f"{name}: Suspended at step {stopped_at}/{steps}" in suspended.stdout
     assert metric_steps(run)[-1] == stopped_at < steps

@@ -42,7 +42,8 @@ def _forward(signum: int, _frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run torchrun's agent; returns 0, :data:`PREEMPTED_EXIT_CODE`, or 1 (with torchrun's report)."""
-    os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = AGENT_SIGNALS
+    # torchrun's --signals-to-handle (read from PET_*; older torch reads TORCHELASTIC_* directly).
+    os.environ["PET_SIGNALS_TO_HANDLE"] = os.environ["TORCHELASTIC_SIGNALS_TO_HANDLE"] = AGENT_SIGNALS
     for sig in STOP_SIGNALS:
         signal.signal(sig, _forward)
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
