@@ -162,7 +162,8 @@ def suspend(
 ) -> None:
     """Stop a running job keeping its work: the workers checkpoint and exit (`kubetune resume` continues).
 
-    Locally it waits until the job is Suspended; on Kubernetes it sets the TrainJob's spec.suspend.
+    Waits until the job is Suspended (on Kubernetes: sets the TrainJob's spec.suspend, then waits for
+    the controller to report it).
     """
     job = make_client(home, backend, namespace).suspend_job(name, timeout=timeout)
     step = f" at step {job.progress.step}/{job.progress.total_steps}" if job.progress else ""
