@@ -135,12 +135,14 @@ class Supervisor:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    def _suspend(self, step: str, code: int) -> None:
-        """Mark the job Suspended after a requested stop or a node's preemption exit."""
+    def _suspend(self, step: str | None, code: int | None) -> None:
+        """Mark the job Suspended after a requested stop (``step`` None: before the nodes started) or a
+        node's preemption exit."""
         resume = f"`kubetune resume {self.name}` continues from the newest checkpoint"
         if self.stop_signal is not None:
             reason = STOP_REASONS[signal.Signals[self.stop_signal]]
-            message = f"the supervisor received {self.stop_signal}; {step} exited with code {code}; {resume}"
+            ended = "before the nodes started" if step is None else f"{step} exited with code {code}"
+            message = f"the supervisor received {self.stop_signal}; {ended}; {resume}"
         else:
             reason = "Preempted"
             message = f"{step} stopped after a preemption checkpoint (exit code {code}); {resume}"
@@ -189,6 +191,9 @@ class Supervisor:
         self.store.set_status(self.name, JobStatus.RUNNING)
         metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
         restarts = 0
+        if self.stop_signal is not None:
+            self._suspend(None, None)
+            return
         while (failure := self._run_nodes(config, env, metrics)) is not None:
             step, code, summary = failure
             if self.stop_signal is not None or code == PREEMPTED_EXIT_CODE:
