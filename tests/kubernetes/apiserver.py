@@ -1,10 +1,12 @@
 """A small in-memory Kubernetes API server on loopback, for testing the SDK's API calls without a cluster.
 
 It speaks the REST paths the Kubernetes backend uses, with the API server's status codes and
-``Status`` bodies: create/get/list/merge-patch/delete of namespaced custom objects (TrainJobs,
+``Status`` bodies: create/get/list/delete of namespaced custom objects (TrainJobs,
 TrainingRuntimes) and cluster-scoped ones (ClusterTrainingRuntimes), ConfigMaps, pods (list
-with an equality label selector), pod logs (plain or ``follow=true``, streamed in chunks) and
-events. Every request is recorded. Tests play the controller by editing ``objects`` directly.
+with an equality label selector), pod logs (plain or ``follow=true``, streamed in chunks),
+events, and JSON merge patches (RFC 7386) of an object or of its ``/status`` subresource.
+Every request is recorded with its headers. Tests play the controller by editing ``objects``
+directly.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Request:
     path: str
     query: dict[str, str]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +64,19 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null deletes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
 def _matches(obj: dict, selector: str | None) -> bool:
     labels = obj.get("metadata", {}).get("labels") or {}
     for term in filter(None, (selector or "").split(",")):
@@ -70,19 +86,6 @@ def _matches(obj: dict, selector: str | None) -> bool:
         if not sep and key not in labels:
             return False
     return True
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch: objects merge key by key, ``null`` deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = _merge_patch(merged.get(key), value)
-    return merged
 
 
 def _status(code: int, reason: str, message: str) -> dict:
@@ -117,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         state = self.server.state
         with state.lock:
-            state.requests.append(Request(method, parts.path, query, body))
+            state.requests.append(Request(method, parts.path, query, body, dict(self.headers.items())))
         return parts.path, query, body
 
     @staticmethod
@@ -157,22 +160,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(409, _status(409, "AlreadyExists", f"{name!r} already exists"))
             return self._send(201, state.put(collection, body))
 
-    def do_PATCH(self) -> None:
-        path, _, body = self._record("PATCH")
-        kind = self.headers.get("Content-Type", "")
-        if kind != "application/merge-patch+json":
-            return self._send(415, _status(415, "UnsupportedMediaType", f"this server takes merge patches, not {kind}"))
-        state = self.server.state
-        collection, name = self._split(path)
-        with state.lock:
-            stored = state.objects.get(collection, {})
-            if name not in stored:
-                return self._send(404, _status(404, "NotFound", f"{name!r} not found"))
-            merged = _merge_patch(stored[name], body)
-            merged["metadata"]["resourceVersion"] = str(len(state.requests) + 1)
-            stored[name] = merged
-        return self._send(200, merged)
-
     def do_DELETE(self) -> None:
         path, _, _ = self._record("DELETE")
         state = self.server.state
@@ -183,6 +170,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, _status(404, "NotFound", f"{name!r} not found"))
             obj = stored.pop(name)
         return self._send(200, obj)
+
+    def do_PATCH(self) -> None:
+        path, _, body = self._record("PATCH")
+        state = self.server.state
+        if self.headers.get("Content-Type") != "application/merge-patch+json":
+            return self._send(415, _status(415, "UnsupportedMediaType", "only merge patches are served"))
+        status_only = path.endswith("/status")
+        collection, name = self._split(path.removesuffix("/status"))
+        with state.lock:
+            stored = state.objects.get(collection, {})
+            if name not in stored:
+                return self._send(404, _status(404, "NotFound", f"{name!r} not found"))
+            if status_only:  # the status subresource ignores everything but status
+                body = {"status": (body or {}).get("status")}
+            patched = merge_patch(stored[name], body)
+            patched["metadata"]["resourceVersion"] = str(len(state.requests) + 1)
+            stored[name] = patched
+        return self._send(200, patched)
 
     def _log(self, path: str, query: dict[str, str]) -> None:
         pod = path.split("/")[-2]
