@@ -6,7 +6,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -111,9 +111,8 @@ class MicroBatchStream:
 
 @dataclass
 class StepEnd:
-    """What the end-of-step hook did: values for the step's metrics record, and whether to stop now."""
+    """What the end-of-step hook decided: whether the loop stops after this step."""
 
-    metrics: dict[str, float] = field(default_factory=dict)
     stop: bool = False
 
 
@@ -219,8 +218,8 @@ def run_loop(
     """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
 
     With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
-    the last step. ``on_step_end(step)`` runs after each step, before its metrics are logged
-    (checkpointing): the values it returns join the step's record, and it may stop the loop.
+    the last step. ``on_step_end(step)`` runs after each step's metrics are logged (so a
+    checkpoint of a step always has its record; checkpointing), and may stop the loop.
     """
     model.train()
     losses: list[float] = []
@@ -236,9 +235,7 @@ def run_loop(
         eval_loss = None
         if eval_examples and (step == steps or (config.eval_every and step % config.eval_every == 0)):
             eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device), 6)
-        end = on_step_end(step) if on_step_end is not None else None
-        extra = end.metrics if end is not None else {}
-        if step % config.log_every == 0 or step == steps or eval_loss is not None or extra:
+        if step % config.log_every == 0 or step == steps or eval_loss is not None:
             metrics.log(
                 step,
                 loss=round(result.loss, 6),
@@ -249,8 +246,8 @@ def run_loop(
                 padded_tokens=result.padded_tokens,
                 eval_loss=eval_loss,
                 epoch=stream.position.epoch,
-                **extra,
             )
+        end = on_step_end(step) if on_step_end is not None else None
         if end is not None and end.stop:
             break
     return losses

@@ -184,9 +184,10 @@ def _train(
         )
         seconds = time.perf_counter() - started
         say(ctx, f"checkpoint: {path} ({seconds:.1f} s)")
+        metrics.annotate(step, checkpoint_s=round(seconds, 3))
         if schedule.after_checkpoint() or boundary.stop:
             preempted.append(Preempted(step, path, seconds))
-        return loop.StepEnd(metrics={"checkpoint_s": round(seconds, 3)}, stop=bool(preempted))
+        return loop.StepEnd(stop=bool(preempted))
 
     losses = loop.run_loop(
         model,
