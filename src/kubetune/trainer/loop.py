@@ -77,6 +77,13 @@ class MicroBatchStream:
 
 
 @dataclass
+class StepEnd:
+    """What the end-of-step hook decided: whether the loop stops after this step."""
+
+    stop: bool = False
+
+
+@dataclass
 class StepResult:
     """What one optimizer step measured."""
 
@@ -188,14 +195,15 @@ def run_loop(
     metrics: MetricsWriter,
     start_step: int = 0,
     eval_examples: list[Example] | None = None,
-    on_step_end: Callable[[int], None] | None = None,
+    on_step_end: Callable[[int], StepEnd | None] | None = None,
     objective: Objective = SFT,
 ) -> list[float]:
     """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
 
     With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
-    the last step. ``on_step_end(step)`` runs after each step (checkpointing). ``objective``
-    gives the loss (default: SFT); its own values go into each progress record.
+    the last step. ``on_step_end(step)`` runs after each step's metrics are logged (so a
+    checkpoint of a step always has its record; checkpointing), and may stop the loop.
+    ``objective`` gives the loss (default: SFT); its own values go into each progress record.
     """
     model.train()
     losses: list[float] = []
@@ -224,6 +232,7 @@ def run_loop(
                 epoch=stream.position.epoch,
                 **{name: round(value, 6) for name, value in result.objective.items()},
             )
-        if on_step_end is not None:
-            on_step_end(step)
+        end = on_step_end(step) if on_step_end is not None else None
+        if end is not None and end.stop:
+            break
     return losses
