@@ -15,7 +15,7 @@ from kubetune.spec.base import StrictModel
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
 DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
 Precision = Literal["fp32", "bf16"]
-Distributed = Literal["ddp", "fsdp"]
+Distributed = Literal["auto", "ddp", "fsdp"]
 
 #: Methods whose adapter can be folded into the base weights for the ``merged/`` export.
 MERGEABLE_METHODS = ("lora", "qlora", "dora")
@@ -159,7 +159,9 @@ class TrainingConfig(StrictModel):
         default="auto", description="'auto': continue from the newest complete checkpoint in the run directory."
     )
     distributed: Distributed = Field(
-        default="ddp", description="Multi-process strategy: 'ddp' (replicate) or 'fsdp' (FSDP2, full fine-tunes)."
+        default="auto",
+        description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2 shards) or 'auto' "
+        "(FSDP2 for full fine-tunes, DDP for adapters).",
     )
 
 
@@ -202,8 +204,15 @@ class LLMConfig(StrictModel):
                 "dataset.format 'classification' and model.task 'sequence-classification' go together "
                 f"(got format {self.dataset.format!r}, task {self.model.task!r})"
             )
-        if self.training.distributed == "fsdp" and self.method != "full":
-            raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
+        if self.training.distributed == "fsdp" and self.method == "qlora":
+            raise ValueError(
+                "training.distributed 'fsdp' cannot shard QLoRA's 4-bit base (bitsandbytes' Params4bit is not an "
+                "FSDP2-shardable tensor); use 'ddp', or method 'lora' with 'fsdp' for a base larger than one GPU"
+            )
+        if self.training.distributed == "fsdp" and self.method not in ("full", "lora", "dora"):
+            raise ValueError(
+                f"training.distributed 'fsdp' shards methods 'full', 'lora' and 'dora'; use 'ddp' with {self.method!r}"
+            )
         return self
 
     def is_mergeable(self) -> bool:

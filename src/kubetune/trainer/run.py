@@ -17,6 +17,8 @@ from kubetune.trainer.distributed import (
     DistributedContext,
     close_distributed,
     init_distributed,
+    is_sharded,
+    resolve_strategy,
     unwrap_model,
     wrap_model,
 )
@@ -35,6 +37,8 @@ from kubetune.trainer.model_loading import (
     prepare_for_training,
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
+from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
+from kubetune.trainer.sharded_loading import load_sharded
 
 
 @dataclass
@@ -96,31 +100,39 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         f"{data.dropped_without_targets} without targets dropped)",
     )
 
-    quantize_on = ctx.device if config.method == "qlora" else None
-    model = load_model(
-        model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
-    )
-    model = prepare_for_training(model, config)
-    # Adapter initialisation draws random numbers: seed right before it so the initial weights
-    # depend on the seed alone (not on what loading the model consumed).
-    torch.manual_seed(training.seed)
-    model = apply_method(model, config, model_path)
-    if quantize_on is None:
-        model = model.to(ctx.device)
-    if training.packing:
-        use_packed_attention(model)
-    if training.fused_lora and config.method in ("lora", "qlora"):
-        fuse_lora_linears(model)
-    if training.compile:
-        compile_layers(model)
-    trainable, total = count_parameters(model)
+    strategy = resolve_strategy(config, ctx.world_size)
+
+    def apply_levers(inner: torch.nn.Module) -> None:
+        if training.packing:
+            use_packed_attention(inner)
+        if training.fused_lora and config.method in ("lora", "qlora"):
+            fuse_lora_linears(inner)
+        if training.compile:
+            compile_layers(inner)
+
+    if ctx.world_size > 1 and strategy == "fsdp":
+        model = load_sharded(model_path, config, ctx, data.label_names, tokenizer.pad_token_id, apply_levers)
+        trainable, total = count_parameters(model)  # DTensor shards count their global size
+    else:
+        quantize_on = ctx.device if config.method == "qlora" else None
+        inner = load_model(
+            model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
+        )
+        inner = prepare_for_training(inner, config)
+        # Adapter initialisation draws random numbers: seed right before it so the initial weights
+        # depend on the seed alone (not on what loading the model consumed).
+        torch.manual_seed(training.seed)
+        inner = apply_method(inner, config, model_path)
+        if quantize_on is None:
+            inner = inner.to(ctx.device)
+        apply_levers(inner)
+        trainable, total = count_parameters(inner)
+        model = wrap_model(loop.TrainingObjective(inner, training.chunked_loss), ctx, strategy, training.precision)
     say(
         ctx,
         f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters | "
-        f"{ctx.world_size} process(es) on {ctx.device.type}"
-        + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
+        f"{ctx.world_size} process(es) on {ctx.device.type}" + (f" ({strategy})" if ctx.world_size > 1 else ""),
     )
-    model = wrap_model(model, ctx, training.distributed)
     # Written once the data and model passed their checks: a rejected job leaves no output behind.
     if ctx.is_main:
         write_job_file(spec, output_dir)
@@ -131,10 +143,11 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
 
     checkpoints = output_dir / "checkpoints"
+    global_micro_batch = training.batch_size * ctx.world_size
     start_step = 0
     resumed_from = latest_checkpoint(checkpoints) if training.resume == "auto" else None
     if resumed_from is not None:
-        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx)
+        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx, global_micro_batch)
         start_step, stream.position = point.step, point.position
         say(ctx, f"resumed from {resumed_from} (step {start_step} of {steps})")
     metrics_path = output_dir / "metrics.jsonl"
@@ -146,7 +159,15 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         every = training.checkpoint_every
         if every is not None and (step % every == 0 or step == steps):
             path = save_checkpoint(
-                checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
+                checkpoints,
+                step,
+                model,
+                optimizer,
+                scheduler,
+                stream.position,
+                ctx,
+                training.keep_checkpoints,
+                global_micro_batch,
             )
             say(ctx, f"checkpoint: {path}")
 
@@ -172,32 +193,34 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
 
 
 def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, spec: JobSpec, model_path: Path):
-    """Write ``adapter/`` and ``merged/`` from rank 0; returns their paths (None when not written)."""
+    """Write ``adapter/`` and ``merged/`` (from rank 0; a sharded model is gathered unit by unit)."""
     config = spec.trainer
+    root = model
     model = unwrap_model(model)
     model.eval()
     is_peft = config.method != "full"
-    full_state = None
-    if ctx.world_size > 1 and config.training.distributed == "fsdp":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    want_adapter = is_peft and (config.output.save_adapter or config.method == "qlora")
+    skip_merge = config.output.save_merged and is_peft and not config.is_mergeable()
+    if skip_merge:
+        say(
+            ctx,
+            f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
+            "load adapter/ with peft.AutoPeftModel instead",
+        )
     adapter_dir = merged_dir = None
-    if ctx.is_main:
-        want_adapter = is_peft and (config.output.save_adapter or config.method == "qlora")
+    if is_sharded(root):
+        if want_adapter:
+            adapter_dir = export_adapter_sharded(model, tokenizer, output_dir, ctx)
+        if config.output.save_merged and not skip_merge:
+            merged_dir = export_merged_sharded(model, root, tokenizer, output_dir, ctx, is_peft)
+    elif ctx.is_main:
         if want_adapter:
             adapter_dir = export_adapter(model, tokenizer, output_dir)
-        if config.output.save_merged and is_peft and not config.is_mergeable():
-            print(
-                f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
-                "load adapter/ with peft.AutoPeftModel instead",
-                flush=True,
-            )
-        elif config.output.save_merged:
+        if config.output.save_merged and not skip_merge:
             if config.method == "qlora":
                 model = reload_merged_qlora(
                     lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
                 )
-            merged_dir = export_merged(model, tokenizer, output_dir, is_peft, full_state)
-        say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
+            merged_dir = export_merged(model, tokenizer, output_dir, is_peft)
+    say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
     return adapter_dir, merged_dir
