@@ -20,6 +20,8 @@ class DistributedContext:
     local_rank: int
     world_size: int
     device: torch.device
+    #: Whether :func:`init_distributed` created the process group (and so :func:`close_distributed` ends it).
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -36,7 +38,8 @@ def init_distributed() -> DistributedContext:
     """Join the process group that torchrun describes (``WORLD_SIZE``, ``RANK``...), if any.
 
     NCCL is used with CUDA GPUs (one per local rank), gloo on CPU. A single process without
-    torchrun gets world size 1 and no process group.
+    torchrun gets world size 1 and no process group. A process group the caller already joined
+    is used as it is (and left open by :func:`close_distributed`).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -46,14 +49,15 @@ def init_distributed() -> DistributedContext:
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
-    return DistributedContext(rank, local_rank, world, device)
+    return DistributedContext(rank, local_rank, world, device, owns_group)
 
 
-def close_distributed() -> None:
-    """Leave the process group (if this process joined one)."""
-    if dist.is_available() and dist.is_initialized():
+def close_distributed(ctx: DistributedContext) -> None:
+    """Leave the process group if :func:`init_distributed` joined it."""
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

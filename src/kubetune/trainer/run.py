@@ -80,7 +80,7 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     try:
         return _train(spec, run_dir, ctx)
     finally:
-        close_distributed()
+        close_distributed(ctx)
 
 
 def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult:
