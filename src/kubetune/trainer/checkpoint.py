@@ -197,7 +197,11 @@ def save_checkpoint(
             tmp.mkdir(parents=True)
         ctx.barrier()
         # Collective: every rank writes its shards; rank 0 writes the metadata file once all are done.
-        dcp.save(state, storage_writer=dcp.FileSystemWriter(tmp / STATE_DIR, sync_files=True))
+        dcp.save(
+            state,
+            storage_writer=dcp.FileSystemWriter(tmp / STATE_DIR, sync_files=True),
+            no_dist=ctx.world_size == 1,
+        )
         if ctx.is_main:
             _save(
                 {
@@ -266,7 +270,7 @@ def load_checkpoint(
             "training.resume: never"
         )
     sharded = _sharded_state(model, optimizer)
-    dcp.load(sharded, storage_reader=dcp.FileSystemReader(path / STATE_DIR))
+    dcp.load(sharded, storage_reader=dcp.FileSystemReader(path / STATE_DIR), no_dist=ctx.world_size == 1)
     inner = unwrap_model(model)
     set_model_state_dict(inner, sharded["model"], options=StateDictOptions(strict=False))
     set_optimizer_state_dict(inner, optimizer, sharded["optimizer"])

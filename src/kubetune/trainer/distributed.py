@@ -37,7 +37,7 @@ class DistributedContext:
 def init_distributed() -> DistributedContext:
     """Join the process group that torchrun describes (``WORLD_SIZE``, ``RANK``...), if any.
 
-    NCCL is used with CUDA GPUs (one per local rank), gloo on CPU. A single process without
+    NCCL is used with CUDA GPUs (one per process), gloo on CPU. A single process without
     torchrun gets world size 1 and no process group. A process group the caller already joined
     is used as it is (and left open by :func:`close_distributed`).
     """
@@ -45,7 +45,9 @@ def init_distributed() -> DistributedContext:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        # The global rank, not the local one: several local "nodes" on one host (the local
+        # backend's num_nodes) then use distinct GPUs; on homogeneous nodes both agree.
+        device = torch.device("cuda", rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
