@@ -87,9 +87,9 @@ def cases(tiny: bool) -> list[Case]:
             Case("tiny-lora-var-fsdp-2", "tiny", "lora", "fsdp", 2, "var", 2, 128, steps=3, warmup=1),
         ]
     return [
-        Case("8b-lora-var-ddp-1gpu", "8b", "lora", "ddp", 1, "var", 16, compile=True),
-        Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 16, compile=True),
-        Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 16, compile=True),
+        Case("8b-lora-var-ddp-1gpu", "8b", "lora", "ddp", 1, "var", 8),
+        Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 8),
+        Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 8),
         Case("8b-full-fixed-fsdp-4gpu", "8b", "full", "fsdp", 4, "fixed", 2, packing=False, compile=True),
         Case("70b-lora-fixed-fsdp-4gpu", "70b", "lora", "fsdp", 4, "fixed", 1, packing=False, checkpointing=1.0,
              steps=4, warmup=1),
@@ -225,16 +225,16 @@ def _torchrun(gpus: int, args: list[str], env: dict | None = None, timeout: floa
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def run_case(case: Case, out_dir: Path, tiny: bool) -> Row:
+def run_case(case: Case, work_dir: Path, tiny: bool) -> Row:
     """Launch one throughput case on the first ``case.gpus`` GPUs."""
-    result_file = out_dir / f"{case.name}.json"
+    result_file = work_dir / f"{case.name}.json"
     env = {} if tiny else {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in range(case.gpus))}
     env["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
     done = _torchrun(case.gpus, [__file__, "--worker", json.dumps(asdict(case)), "--result", str(result_file)], env)
     if done.returncode != 0 or not result_file.is_file():
         tail = (done.stdout + done.stderr)[-1500:]
         oom = "OutOfMemoryError" in tail or "out of memory" in tail
-        return Row(asdict(case), False, "OOM" if oom else tail.strip().splitlines()[-1] if tail.strip() else "failed")
+        return Row(asdict(case), False, "OOM: " + tail[-600:] if oom else tail[-1200:] or "failed")
     return Row(**json.loads(result_file.read_text()))
 
 
@@ -296,10 +296,11 @@ def _losses(output_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in lines]
 
 
-def resume_rows(out_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
+def resume_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     """Kill one rank of a 2-process FSDP2 LoRA run after its first checkpoint; resume on 2, 1 and 4 processes."""
-    work = out_dir / "resume"
-    model = _small_model(work / "model", tokenizer_dir)
+    work = work_dir / "resume"
+    work.mkdir(parents=True, exist_ok=True)
+    model = _small_model(work_dir / "model", tokenizer_dir)
     data = _dataset(work / "data.jsonl", 256)
     steps, every = 12, 4
     common = {"checkpoint_every": every, "keep_checkpoints": 3, "distributed": "fsdp"}
@@ -354,13 +355,13 @@ def resume_rows(out_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     return report
 
 
-def multinode_rows(out_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
+def multinode_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     """The local backend: 2 nodes x 2 processes vs 1 node x 4 processes, same loss curve."""
     from kubetune.backends.local import LocalBackend
     from kubetune.client import BuiltinTrainer, LLMConfig, Name, TrainerClient
 
-    work = out_dir / "multinode"
-    model = _small_model(out_dir / "resume" / "model", tokenizer_dir)
+    work = work_dir / "multinode"
+    model = _small_model(work_dir / "model", tokenizer_dir)
     work.mkdir(parents=True, exist_ok=True)
     data = _dataset(work / "data.jsonl", 256)
     trainer = _spec(model, data, work / "x", 2, 8, **({"precision": "fp32"} if tiny else {})).trainer
@@ -371,7 +372,7 @@ def multinode_rows(out_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     for name, (nodes, procs) in shapes.items():
         client.train(trainer=BuiltinTrainer(config=config, num_nodes=nodes, procs_per_node=procs), options=[Name(name)])
         job = client.wait_for_job_status(name, timeout=600)
-        report[f"{name}_status"] = str(job.status)
+        report[f"{name}_status"] = f"{job.status} {job.reason or ''} {job.message or ''}".strip()
         if (job.output_dir / "metrics.jsonl").is_file():
             report[f"{name}_losses"] = _losses(job.output_dir)
     if "two-nodes_losses" in report and "one-node_losses" in report:
@@ -390,7 +391,8 @@ def table(rows: list[Row]) -> str:
     for row in rows:
         c = row.case
         if not row.ok:
-            lines.append(f"| {c['name']} | {c['gpus']} | {c['strategy']} | {c['batch']} | {row.error[:80]} | | | | | |")
+            error = row.error.strip().splitlines()[-1][:80] if row.error.strip() else "failed"
+            lines.append(f"| {c['name']} | {c['gpus']} | {c['strategy']} | {c['batch']} | {error} | | | | | |")
             continue
         lines.append(
             f"| {c['name']} | {c['gpus']} | {c['strategy']} | {c['batch']} | {row.tokens_per_s:.0f} | "
@@ -403,7 +405,8 @@ def table(rows: list[Row]) -> str:
 def main() -> None:
     """Run the selected rows; print the table; write ``scaling.json`` and ``scaling.md`` to ``--out-dir``."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out-dir", type=Path)
+    parser.add_argument("--out-dir", type=Path, help="where scaling.json and scaling.md go")
+    parser.add_argument("--work-dir", type=Path, help="models, runs and per-case results (default: --out-dir)")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated case-name substrings, or 'resume', 'multinode'")
     parser.add_argument("--tokenizer", type=Path, help="folder with a tokenizer for the small on-disk model")
@@ -414,20 +417,22 @@ def main() -> None:
         worker(Case(**json.loads(args.worker)), args.result)
         return
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = args.work_dir or args.out_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
     wanted = [w for w in args.only.split(",") if w]
     report: dict = {"device": _device_name()}
     rows = []
     for case in cases(args.tiny):
         if wanted and not any(w in case.name for w in wanted):
             continue
-        rows.append(run_case(case, args.out_dir, args.tiny))
+        rows.append(run_case(case, work_dir, args.tiny))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
         report["rows"] = [asdict(r) for r in rows]
         _save(args.out_dir, report, rows)
     for name, fn in (("multinode", multinode_rows), ("resume", resume_rows)):
         if args.tokenizer and (not wanted or name in wanted):
             started = time.perf_counter()
-            report[name] = fn(args.out_dir, args.tokenizer, args.tiny)
+            report[name] = fn(work_dir, args.tokenizer, args.tiny)
             report[name]["seconds"] = round(time.perf_counter() - started, 1)
             print(name, json.dumps(report[name])[:1500], flush=True)
             _save(args.out_dir, report, rows)
