@@ -21,6 +21,7 @@ import os
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +94,16 @@ def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> 
     return {"model": weights, "optimizer": get_optimizer_state_dict(inner, optimizer)}
 
 
-def _os_error(err: BaseException) -> OSError | None:
-    """The OSError behind a failed write (torch.distributed.checkpoint wraps each rank's error)."""
+def _os_error(err: BaseException, recorded: list[OSError]) -> OSError | None:
+    """The OSError behind a failed write (torch.distributed.checkpoint wraps each rank's error,
+    and its torch.save reports a failed write as a RuntimeError; ``recorded`` has the original)."""
     if isinstance(err, OSError):
         return err
     if isinstance(err, CheckpointException):
         for failure, _ in err.failures.values():
             if isinstance(failure, OSError):
                 return failure
+        return recorded[0] if recorded else None
     return None
 
 
@@ -122,30 +125,49 @@ def _set_rng_state(state: dict) -> None:
 class _WriteRecorder:
     """A file wrapper that keeps the OSError of a failed write (torch.save reports only 'unexpected pos')."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle, errors: list[OSError]) -> None:
         self.handle = handle
-        self.error: OSError | None = None
+        self.errors = errors
 
     def write(self, data) -> int:
         try:
             return self.handle.write(data)
         except OSError as err:
-            self.error = err
+            self.errors.append(err)
             raise
 
-    def flush(self) -> None:
-        self.handle.flush()
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+
+class _RecordingFileSystem(dcp.filesystem.FileSystem):
+    """torch.distributed.checkpoint's file system, keeping the OSErrors of failed writes (disk full...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[OSError] = []
+
+    @contextmanager
+    def create_stream(self, path, mode: str):
+        with super().create_stream(path, mode) as stream:
+            yield _WriteRecorder(stream, self.errors) if "w" in mode else stream
+
+
+def _state_writer(path: Path) -> dcp.FileSystemWriter:
+    writer = dcp.FileSystemWriter(path, sync_files=True)
+    writer.fs = _RecordingFileSystem()
+    return writer
 
 
 def _save(obj: object, path: Path) -> None:
     """``torch.save`` to ``path``, raising the real OSError (disk full...) when a write fails."""
     with open(path, "wb") as handle:
-        recorder = _WriteRecorder(handle)
+        errors: list[OSError] = []
         try:
-            torch.save(obj, recorder)
+            torch.save(obj, _WriteRecorder(handle, errors))
         except RuntimeError:
-            if recorder.error is not None:
-                raise recorder.error from None
+            if errors:
+                raise errors[0] from None
             raise
 
 
@@ -190,6 +212,7 @@ def save_checkpoint(
     final = root / f"step-{step}"
     tmp = root / f".step-{step}.tmp"
     state = _sharded_state(model, optimizer)
+    writer = _state_writer(tmp / STATE_DIR)
     try:
         if ctx.is_main:
             if tmp.exists():
@@ -197,11 +220,7 @@ def save_checkpoint(
             tmp.mkdir(parents=True)
         ctx.barrier()
         # Collective: every rank writes its shards; rank 0 writes the metadata file once all are done.
-        dcp.save(
-            state,
-            storage_writer=dcp.FileSystemWriter(tmp / STATE_DIR, sync_files=True),
-            no_dist=ctx.world_size == 1,
-        )
+        dcp.save(state, storage_writer=writer, no_dist=ctx.world_size == 1)
         if ctx.is_main:
             _save(
                 {
@@ -224,7 +243,7 @@ def save_checkpoint(
             _fsync_file(meta)
             _fsync_dir(tmp)
     except (OSError, CheckpointException) as err:
-        os_error = _os_error(err)
+        os_error = _os_error(err, writer.fs.errors)
         if os_error is None:
             raise
         shutil.rmtree(tmp, ignore_errors=True)
