@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from kubetune.spec.job import JobSpec, write_job_file
+from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kubetune.trainer.data.pipeline import prepare_data
@@ -35,6 +36,7 @@ from kubetune.trainer.model_loading import (
     prepare_for_training,
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
+from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 
 
 @dataclass
@@ -81,20 +83,28 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
 
 def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult:
     config = spec.trainer
-    training = config.training
     output_dir = run_dir / "output"
-    seed_everything(training.seed)
+    seed_everything(config.training.seed)
 
     model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, run_dir / "dataset", "trainer.dataset.path")
     tokenizer = load_tokenizer(model_path, config.model)
-    data = prepare_data(config.dataset, dataset_path, tokenizer, training.max_seq_len, training.seed)
+    data = prepare_data(config.dataset, dataset_path, tokenizer, config.training.max_seq_len, config.training.seed)
     say(
         ctx,
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
-        f"({data.truncated} truncated to {training.max_seq_len} tokens, "
+        f"({data.truncated} truncated to {config.training.max_seq_len} tokens, "
         f"{data.dropped_without_targets} without targets dropped)",
     )
+    # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
+    # before the model is loaded.
+    lengths = [len(example.input_ids) for example in data.train]
+    speed = resolve_speed(
+        config, device_info(ctx.device), ctx.world_size, model_shape(model_path, config.model), lengths
+    )
+    config = config.model_copy(update={"training": speed.training})
+    training = config.training
+    say(ctx, f"speed: {speed.describe()}")
 
     quantize_on = ctx.device if config.method == "qlora" else None
     model = load_model(
@@ -164,16 +174,15 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         eval_examples=data.eval,
         on_step_end=checkpoint,
     )
-    adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, spec, model_path)
+    adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, config, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, output_dir / "loss.png")
     ctx.barrier()
     return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
 
 
-def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, spec: JobSpec, model_path: Path):
+def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, config: LLMConfig, model_path: Path):
     """Write ``adapter/`` and ``merged/`` from rank 0; returns their paths (None when not written)."""
-    config = spec.trainer
     model = unwrap_model(model)
     model.eval()
     is_peft = config.method != "full"
