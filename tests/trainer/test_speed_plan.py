@@ -107,12 +107,13 @@ def test_explicit_values_win():
 
 
 def test_checkpointing_auto_picks_a_share_from_the_memory_plan():
-    lengths = [2048] * 64
-    plan = resolve_speed(config("lora", batch_size=16, max_seq_len=2048), H100, shape=LLAMA_8B, lengths=lengths)
+    batches = [[2048] * 16] * 4
+    plan = resolve_speed(config("lora", batch_size=16, max_seq_len=2048), H100, shape=LLAMA_8B, batches=batches)
     share = plan.training.gradient_checkpointing_fraction
     assert plan.training.gradient_checkpointing and 0 < share < 1
     assert plan.plan.fits and plan.plan.setup.tokens == 16 * 2048
-    short = resolve_speed(config("lora", batch_size=16, max_seq_len=2048), H100, shape=LLAMA_8B, lengths=[300] * 64)
+    short_batches = [[300] * 16] * 4
+    short = resolve_speed(config("lora", batch_size=16, max_seq_len=2048), H100, shape=LLAMA_8B, batches=short_batches)
     assert not short.training.gradient_checkpointing  # the data's own lengths, not max_seq_len, size the plan
 
 
@@ -168,10 +169,10 @@ def test_the_log_line_names_every_setting_and_the_plan():
     )
 
 
-def test_largest_micro_batch_is_the_longest_examples_packed_or_padded():
-    assert largest_micro_batch([5, 100, 7, 60, 3], 2, packed=True) == 160
-    assert largest_micro_batch([5, 100, 7, 60, 3], 2, packed=False) == 200
-    assert largest_micro_batch([5], 4, packed=False) == 5
+def test_largest_micro_batch_counts_packed_tokens_or_padded_rows():
+    batches = [[5, 100], [7, 60], [3, 90, 90]]
+    assert largest_micro_batch(batches, packed=True) == 183
+    assert largest_micro_batch(batches, packed=False) == 270
 
 
 def test_model_shape_reads_the_model_folder_and_tolerates_unknown_architectures(tmp_path):

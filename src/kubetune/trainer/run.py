@@ -13,6 +13,7 @@ from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kubetune.trainer.data.batching import micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.pipeline import prepare_data
 from kubetune.trainer.distributed import (
     DistributedContext,
@@ -98,9 +99,9 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     )
     # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
     # before the model is loaded.
-    lengths = [len(example.input_ids) for example in data.train]
+    batches = _planned_batches(data.train, config.training, ctx.world_size)
     speed = resolve_speed(
-        config, device_info(ctx.device), ctx.world_size, model_shape(model_path, config.model), lengths
+        config, device_info(ctx.device), ctx.world_size, model_shape(model_path, config.model), batches
     )
     config = config.model_copy(update={"training": speed.training})
     training = config.training
@@ -179,6 +180,29 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         plot_losses(metrics_path, output_dir / "loss.png")
     ctx.barrier()
     return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
+
+
+#: Beyond this many epochs the memory plan assumes the worst shuffle instead of listing every micro-batch.
+PLANNED_EPOCHS = 20
+
+
+def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
+    """Token counts of every micro-batch any rank will run (the seeded shuffle is known in advance).
+
+    Long runs (more than :data:`PLANNED_EPOCHS` epochs) are planned for the worst shuffle: the
+    ``batch_size`` longest examples together.
+    """
+    per_epoch = micro_batches_per_epoch(len(examples), training.batch_size, world_size)
+    needed = loop.total_steps(len(examples), training, world_size) * training.gradient_accumulation_steps
+    epochs = -(-needed // max(1, per_epoch))
+    if epochs > PLANNED_EPOCHS:
+        return [sorted((len(example.input_ids) for example in examples), reverse=True)[: training.batch_size]]
+    return [
+        [len(example.input_ids) for example in batch]
+        for epoch in range(epochs)
+        for rank in range(world_size)
+        for batch in micro_batches(examples, training.batch_size, epoch, training.seed, rank, world_size)
+    ]
 
 
 def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, config: LLMConfig, model_path: Path):

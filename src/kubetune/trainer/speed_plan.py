@@ -118,13 +118,12 @@ def _check_packing(config: LLMConfig, shape: ModelShape | None) -> str | None:
     return None
 
 
-def largest_micro_batch(lengths: list[int], batch_size: int, packed: bool) -> int:
-    """Tokens of the largest micro-batch any shuffle can make: the ``batch_size`` longest examples.
+def largest_micro_batch(batches: list[list[int]], packed: bool) -> int:
+    """Tokens of the largest of ``batches`` (each the token counts of its examples).
 
     Packed rows hold their examples' tokens; padded batches pad every row to the longest.
     """
-    longest = sorted(lengths, reverse=True)[:batch_size]
-    return sum(longest) if packed else len(longest) * longest[0]
+    return max(sum(batch) if packed else len(batch) * max(batch) for batch in batches if batch)
 
 
 def resolve_speed(
@@ -132,7 +131,7 @@ def resolve_speed(
     device: DeviceInfo,
     world_size: int = 1,
     shape: ModelShape | None = None,
-    lengths: list[int] | None = None,
+    batches: list[list[int]] | None = None,
 ) -> SpeedPlan:
     """Resolve every ``auto`` speed setting of ``config`` for ``device`` and plan the memory.
 
@@ -141,8 +140,8 @@ def resolve_speed(
         device: the device each process trains on.
         world_size: processes of the job.
         shape: the model's sizes (None: no memory plan; checkpointing ``auto`` is then off).
-        lengths: token counts of the training examples, to plan the largest micro-batch
-            (default: every example ``max_seq_len`` long).
+        batches: the micro-batches the job will run, as token counts of their examples, to
+            plan the largest one (default: ``batch_size`` examples of ``max_seq_len`` tokens).
 
     Raises:
         ConfigError: an explicit setting that cannot work here (naming it), or a memory plan
@@ -179,7 +178,7 @@ def resolve_speed(
     setup = PlanSetup(
         method=config.method,
         precision=precision,
-        tokens=largest_micro_batch(lengths, t.batch_size, packing) if lengths else t.batch_size * t.max_seq_len,
+        tokens=largest_micro_batch(batches, packing) if batches else t.batch_size * t.max_seq_len,
         world_size=world_size,
         strategy="ddp" if strategy == "auto" else strategy,
         compiled=compiled,
