@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ from kubetune.trainer.model_loading import (
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
+
+#: Where compiled graphs are cached, relative to the run directory.
+COMPILE_CACHE = "cache/torch-compile"
 
 
 @dataclass
@@ -123,6 +127,9 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     if training.fused_lora and config.method in ("lora", "qlora"):
         fuse_lora_linears(model)
     if training.compile:
+        # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
+        # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(run_dir / COMPILE_CACHE))
         compile_layers(model)
     trainable, total = count_parameters(model)
     say(
