@@ -79,6 +79,9 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     """
     config = spec.trainer
     check_environment(config)
+    # Before CUDA's allocator starts: growable segments instead of fixed blocks waste less memory
+    # to fragmentation when batch shapes vary (what the memory plan is calibrated with).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ctx = init_distributed()
     try:
         return _train(spec, run_dir, ctx)
