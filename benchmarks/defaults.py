@@ -71,7 +71,7 @@ def cases(tiny: bool, device: str) -> list[Bench]:
               gf.Case("best", "kt", "8b", "lora", "fixed", 4, 0.0, False, True, "layers", True)),
         Bench("8b-qlora-var", "8b", "qlora", "var", 4, 10,
               gf.Case("best", "kt", "8b", "qlora", "var", 4, 0.0, True, True, "layers", True)),
-        Bench("8b-qlora-var-bs8", "8b", "qlora", "var", 8, 10,
+        Bench("8b-qlora-bs8-var", "8b", "qlora", "var", 8, 10,
               gf.Case("best", "kt", "8b", "qlora", "var", 8, 0.0, True, True, "layers", True)),
     ]  # fmt: skip
 
@@ -213,6 +213,7 @@ def run_row(bench: Bench, side: str, work: Path, device: str, warmup: int) -> di
         # What ``auto`` resolves to for the job on this device (the trainer does the same).
         speed = resolve_speed(config, device_info(torch.device(device)), 1, shape, lengths)
         result["auto"] = speed.describe()
+        result["auto_plan_gib"] = speed.plan.peak / 2**30 if speed.plan else None
     return result
 
 
@@ -303,7 +304,8 @@ def render(results: list[dict]) -> str:
             tps = r["real_tokens_per_s"]
             x_hf = tps / hf["real_tokens_per_s"] if "real_tokens_per_s" in hf else math.nan
             of_best = 100 * tps / best["real_tokens_per_s"] if "real_tokens_per_s" in best else math.nan
-            peak, plan = r.get("peak_mem_gib"), r.get("plan_gib")
+            peak = r.get("peak_mem_gib")
+            plan = best.get("auto_plan_gib") if side.startswith("defaults") else r.get("plan_gib")
             err = f"{100 * (plan / peak - 1):+8.1f}%" if peak and plan else f"{'-':>9}"
             peak_s = f"{peak:9.1f}" if peak else f"{'-':>9}"
             plan_s = f"{plan:9.1f}" if plan else f"{'-':>9}"
