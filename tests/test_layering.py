@@ -14,10 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kubetune"
 # layer -> kubetune modules it may import (prefix match on the dotted name after "kubetune.")
 ALLOWED = {
     "spec": ("errors", "spec"),
-    "trainer": ("errors", "spec", "trainer", "initializers.package_files"),
+    "planning": ("errors", "planning"),
+    "trainer": ("errors", "spec", "planning", "trainer", "initializers.package_files"),
     "initializers": ("errors", "spec", "initializers"),
     "controller": ("errors", "spec", "controller"),
-    "runtimes": ("errors", "spec", "runtimes", "controller.api"),
+    "runtimes": ("errors", "spec", "planning", "runtimes", "controller.api"),
     "client": ("errors", "spec", "client", "backends", "runtimes"),
     "backends": (
         "errors",
@@ -26,6 +27,7 @@ ALLOWED = {
         "client.types",
         "controller",
         "initializers",
+        "planning",
         "runtimes",
         "trainer.preflight",
     ),
@@ -54,7 +56,8 @@ def test_layer_imports_only_what_the_architecture_allows(layer):
 
 def test_validation_clients_and_controller_import_no_torch():
     code = (
-        "import sys, kubetune.spec, kubetune.client, kubetune.backends.local, kubetune.cli.main, "
+        "import sys, kubetune.spec, kubetune.planning, kubetune.trainer.speed_plan, kubetune.client, "
+        "kubetune.backends.local, kubetune.cli.main, "
         "kubetune.controller.reconcile, kubetune.runtimes; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"

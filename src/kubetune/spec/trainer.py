@@ -14,9 +14,15 @@ from kubetune.spec.base import StrictModel
 
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
 DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 Distributed = Literal["auto", "ddp", "fsdp"]
+#: A speed setting: on, off, or ``auto`` (resolved once by the trainer from model, method, data and device).
+Switch = bool | Literal["auto"]
+#: The speed settings that default to ``auto`` (see ``kubetune.trainer.speed_plan``).
+SPEED_SETTINGS = ("precision", "packing", "chunked_loss", "fused_lora", "compile", "gradient_checkpointing")
 
+#: Methods FSDP2 can shard (``training.distributed: fsdp``); the others run on DDP.
+FSDP_METHODS = ("full", "lora", "dora")
 #: Methods whose adapter can be folded into the base weights for the ``merged/`` export.
 MERGEABLE_METHODS = ("lora", "qlora", "dora")
 #: PEFT types (pass-through ``peft.type``) whose adapters can be merged into the base weights.
@@ -132,21 +138,24 @@ class TrainingConfig(StrictModel):
     warmup_steps: int = Field(default=0, ge=0)
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     max_seq_len: int = Field(default=1024, ge=8)
-    precision: Precision = "fp32"
+    precision: Precision = Field(default="auto", description="'auto': bf16 on a CUDA GPU that supports it, else fp32.")
     seed: int = 42
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: Switch = Field(
+        default="auto",
+        description="Recompute layers in backward. 'auto': the smallest share of layers the memory plan needs.",
+    )
     gradient_checkpointing_fraction: float = Field(
-        default=1.0, gt=0, le=1, description="Share of decoder layers recomputed when gradient_checkpointing is on."
+        default=1.0, gt=0, le=1, description="Share of decoder layers recomputed when gradient_checkpointing is true."
     )
-    packing: bool = Field(
-        default=False, description="Concatenate each micro-batch into one padding-free row (per-example attention)."
+    packing: Switch = Field(
+        default="auto", description="Concatenate each micro-batch into one padding-free row (per-example attention)."
     )
-    chunked_loss: bool = Field(
-        default=False, description="Fuse the LM head with the loss in chunks; full fp32 logits never exist."
+    chunked_loss: Switch = Field(
+        default="auto", description="Fuse the LM head with the loss in chunks; full fp32 logits never exist."
     )
-    compile: bool = Field(default=False, description="torch.compile each decoder layer.")
-    fused_lora: bool = Field(
-        default=False,
+    compile: Switch = Field(default="auto", description="torch.compile each decoder layer.")
+    fused_lora: Switch = Field(
+        default="auto",
         description="LoRA/QLoRA: adapter matmuls in the base matmul's epilogue, no per-adapter dtype casts.",
     )
     log_every: int = Field(default=1, ge=1)
@@ -160,8 +169,8 @@ class TrainingConfig(StrictModel):
     )
     distributed: Distributed = Field(
         default="auto",
-        description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2 shards) or 'auto' "
-        "(FSDP2 for full fine-tunes, DDP for adapters).",
+        description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2 shards) or 'auto' (DDP when a "
+        "replica fits the GPU, else FSDP2).",
     )
 
 
@@ -192,11 +201,11 @@ class LLMConfig(StrictModel):
             raise ValueError(f"a 'peft' section is only used with method 'peft' (method is {self.method!r})")
         if self.model.task != "causal-lm":
             for name in ("packing", "chunked_loss"):
-                if getattr(self.training, name):
+                if getattr(self.training, name) is True:
                     raise ValueError(f"training.{name} needs model.task 'causal-lm'")
         if self.method in ("prefix", "prompt"):
             for name in ("packing", "chunked_loss"):
-                if getattr(self.training, name):
+                if getattr(self.training, name) is True:
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
         classify = self.model.task == "sequence-classification"
         if (self.dataset.format == "classification") != classify:
@@ -209,7 +218,7 @@ class LLMConfig(StrictModel):
                 "training.distributed 'fsdp' cannot shard QLoRA's 4-bit base (bitsandbytes' Params4bit is not an "
                 "FSDP2-shardable tensor); use 'ddp', or method 'lora' with 'fsdp' for a base larger than one GPU"
             )
-        if self.training.distributed == "fsdp" and self.method not in ("full", "lora", "dora"):
+        if self.training.distributed == "fsdp" and self.method not in FSDP_METHODS:
             raise ValueError(
                 f"training.distributed 'fsdp' shards methods 'full', 'lora' and 'dora'; use 'ddp' with {self.method!r}"
             )

@@ -9,7 +9,6 @@ import torch
 import torch.distributed as dist
 
 from kubetune.errors import ConfigError
-from kubetune.spec.trainer import LLMConfig
 
 
 @dataclass
@@ -61,21 +60,6 @@ def close_distributed(ctx: DistributedContext) -> None:
     """Leave the process group if :func:`init_distributed` joined it."""
     if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def resolve_strategy(config: LLMConfig, world_size: int) -> str:
-    """The multi-process strategy ``training.distributed`` stands for: ``ddp`` or ``fsdp``.
-
-    ``auto`` shards (FSDP2) full fine-tunes, whose weights, gradients and Adam moments (16
-    bytes per parameter) outgrow one GPU first, and replicates (DDP) adapter methods, whose
-    trainable state is small and whose frozen base fits one GPU up to ~30B parameters in bf16;
-    QLoRA always uses DDP (see :func:`wrap_model`). Set ``fsdp`` explicitly for an adapter on a
-    base larger than one GPU (e.g. 70B).
-    """
-    choice = config.training.distributed
-    if choice != "auto":
-        return choice
-    return "fsdp" if world_size > 1 and config.method == "full" else "ddp"
 
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:

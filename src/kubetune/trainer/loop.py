@@ -91,6 +91,11 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def _peak_gib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated so far (GiB), what the memory plan estimates; None off CUDA."""
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+
+
 def _autocast(config: TrainingConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
 
@@ -258,6 +263,7 @@ def run_loop(
                 padded_tokens=result.padded_tokens,
                 eval_loss=eval_loss,
                 epoch=stream.position.epoch,
+                gpu_peak_gib=_peak_gib(device),
             )
         if on_step_end is not None:
             on_step_end(step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,15 +11,16 @@ import numpy as np
 import torch
 
 from kubetune.spec.job import JobSpec, write_job_file
+from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kubetune.trainer.data.batching import micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.pipeline import prepare_data
 from kubetune.trainer.distributed import (
     DistributedContext,
     close_distributed,
     init_distributed,
     is_sharded,
-    resolve_strategy,
     unwrap_model,
     wrap_model,
 )
@@ -39,6 +41,10 @@ from kubetune.trainer.model_loading import (
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
 from kubetune.trainer.sharded_loading import load_sharded
+from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
+
+#: Where compiled graphs are cached, relative to the run directory.
+COMPILE_CACHE = "cache/torch-compile"
 
 
 @dataclass
@@ -76,6 +82,9 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     """
     config = spec.trainer
     check_environment(config)
+    # Before CUDA's allocator starts: growable segments instead of fixed blocks waste less memory
+    # to fragmentation when batch shapes vary (what the memory plan is calibrated with).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ctx = init_distributed()
     try:
         return _train(spec, run_dir, ctx)
@@ -85,22 +94,30 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
 
 def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult:
     config = spec.trainer
-    training = config.training
     output_dir = run_dir / "output"
-    seed_everything(training.seed)
+    seed_everything(config.training.seed)
 
     model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, run_dir / "dataset", "trainer.dataset.path")
     tokenizer = load_tokenizer(model_path, config.model)
-    data = prepare_data(config.dataset, dataset_path, tokenizer, training.max_seq_len, training.seed)
+    data = prepare_data(config.dataset, dataset_path, tokenizer, config.training.max_seq_len, config.training.seed)
     say(
         ctx,
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
-        f"({data.truncated} truncated to {training.max_seq_len} tokens, "
+        f"({data.truncated} truncated to {config.training.max_seq_len} tokens, "
         f"{data.dropped_without_targets} without targets dropped)",
     )
+    # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
+    # before the model is loaded.
+    batches = _planned_batches(data.train, config.training, ctx.world_size)
+    speed = resolve_speed(
+        config, device_info(ctx.device), ctx.world_size, model_shape(model_path, config.model), batches
+    )
+    config = config.model_copy(update={"training": speed.training})
+    training = config.training
+    say(ctx, f"speed: {speed.describe()}")
 
-    strategy = resolve_strategy(config, ctx.world_size)
+    strategy = training.distributed if ctx.world_size > 1 else "ddp"
 
     def apply_levers(inner: torch.nn.Module) -> None:
         if training.packing:
@@ -108,6 +125,9 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         if training.fused_lora and config.method in ("lora", "qlora"):
             fuse_lora_linears(inner)
         if training.compile:
+            # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
+            # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(run_dir / COMPILE_CACHE))
             compile_layers(inner)
 
     if ctx.world_size > 1 and strategy == "fsdp":
@@ -185,16 +205,38 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         eval_examples=data.eval,
         on_step_end=checkpoint,
     )
-    adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, spec, model_path)
+    adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, config, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, output_dir / "loss.png")
     ctx.barrier()
     return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
 
 
-def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, spec: JobSpec, model_path: Path):
+#: Beyond this many epochs the memory plan assumes the worst shuffle instead of listing every micro-batch.
+PLANNED_EPOCHS = 20
+
+
+def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
+    """Token counts of every micro-batch any rank will run (the seeded shuffle is known in advance).
+
+    Long runs (more than :data:`PLANNED_EPOCHS` epochs) are planned for the worst shuffle: the
+    ``batch_size`` longest examples together.
+    """
+    per_epoch = micro_batches_per_epoch(len(examples), training.batch_size, world_size)
+    needed = loop.total_steps(len(examples), training, world_size) * training.gradient_accumulation_steps
+    epochs = -(-needed // max(1, per_epoch))
+    if epochs > PLANNED_EPOCHS:
+        return [sorted((len(example.input_ids) for example in examples), reverse=True)[: training.batch_size]]
+    return [
+        [len(example.input_ids) for example in batch]
+        for epoch in range(epochs)
+        for rank in range(world_size)
+        for batch in micro_batches(examples, training.batch_size, epoch, training.seed, rank, world_size)
+    ]
+
+
+def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, config: LLMConfig, model_path: Path):
     """Write ``adapter/`` and ``merged/`` (from rank 0; a sharded model is gathered unit by unit)."""
-    config = spec.trainer
     root = model
     model = unwrap_model(model)
     model.eval()
