@@ -87,9 +87,9 @@ def cases(tiny: bool) -> list[Case]:
             Case("tiny-lora-var-fsdp-2", "tiny", "lora", "fsdp", 2, "var", 2, 128, steps=3, warmup=1),
         ]
     return [
-        Case("8b-lora-var-ddp-1gpu", "8b", "lora", "ddp", 1, "var", 8),
-        Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 8),
-        Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 8),
+        Case("8b-lora-var-ddp-1gpu", "8b", "lora", "ddp", 1, "var", 8, steps=10),
+        Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 8, steps=10),
+        Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 8, steps=10),
         Case("8b-full-fixed-fsdp-4gpu", "8b", "full", "fsdp", 4, "fixed", 2, packing=False, compile=True),
         Case("70b-lora-fixed-fsdp-4gpu", "70b", "lora", "fsdp", 4, "fixed", 1, packing=False, checkpointing=1.0,
              steps=4, warmup=1),

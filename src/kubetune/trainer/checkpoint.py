@@ -110,7 +110,8 @@ def _os_error(err: BaseException, recorded: list[OSError]) -> OSError | None:
 def _rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # This process's GPU only: a resume may see another number of GPUs (resharding).
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -119,7 +120,7 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 class _WriteRecorder:
