@@ -107,17 +107,16 @@ def shard_model(objective: torch.nn.Module, precision: str) -> torch.nn.Module:
 def wrap_model(objective: torch.nn.Module, ctx: DistributedContext, strategy: str, precision: str = "fp32"):
     """Wrap a :class:`~kubetune.trainer.loop.TrainingObjective` for multi-process training.
 
-    ``ddp``: a DDP replica per process. ``fsdp``: FSDP2 shards (see :func:`shard_model`); a
-    module already sharded (built on the meta device) is returned as it is.
+    ``ddp``: a DDP replica per process. ``fsdp``: FSDP2 shards of an already loaded model (see
+    :func:`shard_model`; the trainer builds sharded models on the meta device instead, see
+    :mod:`kubetune.trainer.sharded_loading`).
     """
     if ctx.world_size == 1:
         return objective
     if strategy == "ddp":
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
-    from torch.distributed.fsdp import FSDPModule
-
-    return objective if isinstance(objective, FSDPModule) else shard_model(objective, precision)
+    return shard_model(objective, precision)
 
 
 def is_sharded(model: torch.nn.Module) -> bool:
