@@ -180,3 +180,23 @@ def test_largest_micro_batch_counts_packed_tokens_or_padded_rows():
 def test_model_shape_reads_the_model_folder_and_tolerates_unknown_architectures(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
     assert model_shape(tmp_path, LLMConfig().model) is None
+
+
+def test_the_trainer_refuses_a_plan_that_cannot_fit_before_loading_the_model(
+    tmp_path, smollm2_dir, swap_data, monkeypatch
+):
+    from synthetic_jobs import make_spec
+
+    from kubetune.trainer import run as trainer_run
+
+    tiny_gpu = DeviceInfo("cuda", bf16=True, memory_bytes=0.1 * GIB, name="a 0.1 GiB GPU")
+    monkeypatch.setattr(trainer_run, "device_info", lambda device: tiny_gpu)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(trainer_run, "load_model", no_load)
+    spec = make_spec(smollm2_dir, swap_data, tmp_path / "run", method="full")
+    with pytest.raises(ConfigError, match=r"^memory plan: full needs .* GiB more than the 0 GiB of a 0\.1 GiB GPU"):
+        trainer_run.run_training(spec, tmp_path / "run")
+    assert not (tmp_path / "run" / "output").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kubetune.errors import KubetuneError
 from kubetune.planning import GIB, ModelShape
 from kubetune.spec.job import JobSpec
 from kubetune.trainer.model_files import resolve_local
@@ -13,7 +14,10 @@ from kubetune.trainer.speed_plan import DeviceInfo, resolve_speed
 def _shape(spec: JobSpec) -> ModelShape | None:
     """The model's sizes: a local model folder's config.json, else the catalog runtime's entry."""
     if spec.trainer.model.path is not None:
-        folder = resolve_local(spec.trainer.model.path, Path(), "trainer.model.path")
+        try:
+            folder = resolve_local(spec.trainer.model.path, Path(), "trainer.model.path")
+        except KubetuneError:  # a remote URI or a missing package: the job's own checks report it
+            return None
         if (folder / "config.json").is_file():
             return ModelShape.from_model_dir(folder)
         return None

@@ -110,9 +110,8 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
     # before the model is loaded.
     batches = _planned_batches(data.train, config.training, ctx.world_size)
-    speed = resolve_speed(
-        config, device_info(ctx.device), ctx.world_size, model_shape(model_path, config.model), batches
-    )
+    shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
+    speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
     config = config.model_copy(update={"training": speed.training})
     training = config.training
     say(ctx, f"speed: {speed.describe()}")
@@ -212,20 +211,21 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
 
 
-#: Beyond this many epochs the memory plan assumes the worst shuffle instead of listing every micro-batch.
-PLANNED_EPOCHS = 20
+#: Beyond this many example draws (examples x epochs x ranks) the memory plan assumes the worst
+#: shuffle instead of listing every micro-batch.
+PLANNED_DRAWS = 2_000_000
 
 
 def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
     """Token counts of every micro-batch any rank will run (the seeded shuffle is known in advance).
 
-    Long runs (more than :data:`PLANNED_EPOCHS` epochs) are planned for the worst shuffle: the
-    ``batch_size`` longest examples together.
+    Long runs (more than :data:`PLANNED_DRAWS` example draws) are planned for the worst shuffle:
+    the ``batch_size`` longest examples together.
     """
     per_epoch = micro_batches_per_epoch(len(examples), training.batch_size, world_size)
     needed = loop.total_steps(len(examples), training, world_size) * training.gradient_accumulation_steps
     epochs = -(-needed // max(1, per_epoch))
-    if epochs > PLANNED_EPOCHS:
+    if len(examples) * epochs * world_size > PLANNED_DRAWS:
         return [sorted((len(example.input_ids) for example in examples), reverse=True)[: training.batch_size]]
     return [
         [len(example.input_ids) for example in batch]

@@ -242,16 +242,18 @@ def device_info(device) -> DeviceInfo:
     return DeviceInfo("cuda", bool(torch.cuda.is_bf16_supported()), float(props.total_memory), props.name)
 
 
-def model_shape(path: Path, model: ModelConfig) -> ModelShape | None:
+def model_shape(path: Path, model: ModelConfig, read_gguf: bool = True) -> ModelShape | None:
     """The model's sizes from its ``config.json`` (a GGUF file: the config transformers reads from it).
 
-    None when they cannot be read (an architecture without the sizes the planner knows): the job
-    then runs without a memory plan.
+    None when they cannot be read (an architecture without the sizes the planner knows, or a
+    GGUF file with ``read_gguf`` off): the job then runs without a memory plan.
     """
     location, extra = pretrained_location(path)
     try:
         if not extra:
             return ModelShape.from_model_dir(location)
+        if not read_gguf:
+            return None
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(location, trust_remote_code=model.trust_remote_code, **extra)
