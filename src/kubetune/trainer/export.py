@@ -21,9 +21,8 @@ def fresh_folder(path: Path) -> Path:
     return tmp
 
 
-def export_adapter(model, tokenizer, output_dir: Path) -> Path:
-    """Save the PEFT adapter (and tokenizer) to ``output_dir/adapter``."""
-    final = output_dir / "adapter"
+def export_adapter(model, tokenizer, final: Path) -> Path:
+    """Save the PEFT adapter (and tokenizer) to ``final`` (the run's ``output/adapter``)."""
     tmp = fresh_folder(final)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -31,14 +30,13 @@ def export_adapter(model, tokenizer, output_dir: Path) -> Path:
     return final
 
 
-def export_merged(model, tokenizer, output_dir: Path, is_peft: bool) -> Path:
-    """Merge adapter weights into the base (if any) and save safetensors to ``output_dir/merged``.
+def export_merged(model, tokenizer, final: Path, is_peft: bool) -> Path:
+    """Merge adapter weights into the base (if any) and save safetensors to ``final`` (``output/merged``).
 
     The result loads with ``AutoModelForCausalLM`` (or ``AutoModelForSequenceClassification``)
     alone. Merging modifies ``model``; call this last. (A model sharded over processes is
     exported by :mod:`kubetune.trainer.sharded_export`.)
     """
-    final = output_dir / "merged"
     tmp = fresh_folder(final)
     merged = model.merge_and_unload() if is_peft else model
     merged.save_pretrained(tmp, safe_serialization=True)

@@ -36,12 +36,14 @@ def gather_trainable(model: torch.nn.Module, ctx: DistributedContext) -> dict[st
     return gathered
 
 
-def export_adapter_sharded(model, tokenizer, output_dir: Path, ctx: DistributedContext) -> Path | None:
-    """``adapter/`` of a sharded PEFT model: only the adapter is gathered (every rank calls this)."""
+def export_adapter_sharded(model, tokenizer, final: Path, ctx: DistributedContext) -> Path | None:
+    """The adapter of a sharded PEFT model at ``final`` (``output/adapter``); only the adapter is gathered.
+
+    Every rank calls this; returns the folder on rank 0, None elsewhere.
+    """
     state = gather_trainable(model, ctx)
     if not ctx.is_main:
         return None
-    final = output_dir / "adapter"
     tmp = fresh_folder(final)
     model.save_pretrained(tmp, state_dict=state)
     tokenizer.save_pretrained(tmp)
@@ -106,17 +108,16 @@ def export_merged_sharded(
     model,
     root: torch.nn.Module,
     tokenizer,
-    output_dir: Path,
+    final: Path,
     ctx: DistributedContext,
     is_peft: bool,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> Path | None:
-    """``merged/`` of a sharded model, gathered unit by unit (every rank calls this).
+    """The merged model of a sharded model at ``final`` (``output/merged``), gathered unit by unit.
 
-    ``model`` is the PEFT or transformers model; ``root`` the FSDP2 root module around it.
-    Returns the folder on rank 0, None elsewhere.
+    ``model`` is the PEFT or transformers model; ``root`` the FSDP2 root module around it. Every
+    rank calls this; returns the folder on rank 0, None elsewhere.
     """
-    final = output_dir / "merged"
     writer = None
     if ctx.is_main:
         writer = _ShardWriter(fresh_folder(final), max_shard_bytes)
