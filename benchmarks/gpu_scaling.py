@@ -154,9 +154,8 @@ def worker(case: Case, out_file: Path) -> None:
         compile=case.compile, fused_lora=case.fused_lora and case.method == "lora", distributed=case.strategy,
         max_seq_len=case.max_len,
     )  # fmt: skip
-    config = LLMConfig(
-        method=case.method, lora=LoraConfig(r=16, alpha=32.0, target_modules="all-linear"), training=training
-    )
+    lora = {"lora": LoraConfig(r=16, alpha=32.0, target_modules="all-linear")} if case.method == "lora" else {}
+    config = LLMConfig(method=case.method, training=training, **lora)
     cfg = LlamaConfig(**SCALING_SHAPES[case.model], max_position_embeddings=4096, rope_theta=500000.0)
     cfg.use_cache = False
     sharded = case.strategy == "fsdp" and ctx.world_size > 1

@@ -28,7 +28,7 @@ from pathlib import Path
 from kubetune.errors import ConfigError
 from kubetune.planning import GIB, MemoryPlan, ModelShape, PlanSetup, advice, choose_checkpointing, plan_memory
 from kubetune.planning.memory import choose_strategy
-from kubetune.spec.trainer import FSDP_METHODS, LLMConfig, ModelConfig, TrainingConfig
+from kubetune.spec.trainer import FSDP_METHODS, LLMConfig, LoraConfig, ModelConfig, TrainingConfig
 from kubetune.trainer.model_files import pretrained_location
 
 #: Levers ``auto`` keeps off for jobs of several processes until they pass the DDP/FSDP matrix
@@ -172,7 +172,9 @@ def resolve_speed(
         raise ConfigError(f"training.packing: {packing_problem}; set packing: false (or leave it auto)")
     packing = lever("packing", packing_problem is None)
     chunked = lever("chunked_loss", causal and token_method)
-    fused = lever("fused_lora", config.method in ("lora", "qlora") and config.lora.dropout == 0)
+    # The LoRA section (its defaults when the method has none) sizes the adapter in the plan.
+    lora = getattr(config.method_config, "lora", None) or LoraConfig()
+    fused = lever("fused_lora", config.method in ("lora", "qlora") and lora.dropout == 0)
     compiled = lever("compile", config.method not in ("prefix", "prompt"))
 
     strategy = t.distributed
@@ -186,10 +188,8 @@ def resolve_speed(
         fused_lora=fused and config.method in ("lora", "qlora"),
         chunked_loss=chunked,
         causal_lm=causal,
-        lora_rank=config.lora.r,
-        lora_targets=config.lora.target_modules
-        if isinstance(config.lora.target_modules, str)
-        else tuple(config.lora.target_modules),
+        lora_rank=lora.r,
+        lora_targets=lora.target_modules if isinstance(lora.target_modules, str) else tuple(lora.target_modules),
     )
     can_plan = cuda and shape is not None and device.memory_bytes is not None
     if strategy == "auto":
