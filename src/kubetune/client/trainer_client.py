@@ -19,7 +19,7 @@ from kubetune.contracts.types import (
 from kubetune.errors import ConfigError
 from kubetune.runtimes import Runtime
 from kubetune.spec.base import format_validation_error
-from kubetune.spec.job import JobSpec
+from kubetune.spec.job import JobSpec, canonical_resources
 from kubetune.spec.trainer import LLMConfig
 
 if TYPE_CHECKING:  # a backend is imported when chosen (kubernetes needs its client library)
@@ -144,6 +144,37 @@ class TrainerClient:
         wanted = {status} if isinstance(status, JobStatus) else set(status)
         return self.backend.wait_for_job_status(name, wanted, timeout=timeout, polling_interval=polling_interval)
 
+    def suspend_job(self, name: str, wait: bool = True, timeout: float = 600.0) -> Job:
+        """Stop a running job keeping its work, and return it.
+
+        The workers finish their current step, write a checkpoint and exit; the job becomes
+        Suspended (on Kubernetes: ``spec.suspend`` of the TrainJob, so its pods checkpoint on the
+        shared volume within their grace period). :meth:`resume_job` continues it. With ``wait``,
+        blocks until the job is Suspended (or Complete, if it finished first).
+
+        Raises:
+            JobNotFoundError. ConfigError: the job has already ended. JobTimeoutError.
+        """
+        self.backend.suspend_job(name)
+        if not wait:
+            return self.backend.get_job(name)
+        return self.backend.wait_for_job_status(
+            name, {JobStatus.SUSPENDED, JobStatus.COMPLETE}, timeout=timeout, polling_interval=0.5
+        )
+
+    def resume_job(self, name: str) -> Job:
+        """Start a Suspended job again from its newest checkpoint, and return it.
+
+        The local backend also resumes a Failed or Cancelled job, e.g. one whose supervisor died
+        with the machine: finished initializers are kept and training continues from the newest
+        complete checkpoint.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job is active or Complete.
+        """
+        self.backend.resume_job(name)
+        return self.backend.get_job(name)
+
     def delete_job(self, name: str) -> None:
         """Stop the job's processes and remove its state (and its run directory if kubetune chose it)."""
         self.backend.delete_job(name)
@@ -194,11 +225,23 @@ def _generated_name() -> str:
     return f"job-{secrets.token_hex(4)}"
 
 
+def _gpu_count(value: Any) -> int | None:
+    """A positive GPU count given as a number or a string ("2"), else None (validation reports bad values)."""
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return None
+    return count if count > 0 else None
+
+
 def _trainer_fields(trainer: BuiltinTrainer | CustomTrainer) -> dict[str, Any]:
     """The job-spec fields a trainer sets; what it leaves out, a runtime may fill (so unset stays unset)."""
     fields: dict[str, Any] = {}
-    resources = dict(trainer.resources_per_node or {})
-    procs = trainer.procs_per_node if trainer.procs_per_node is not None else (resources.get("gpu") or None)
+    try:
+        resources = canonical_resources(dict(trainer.resources_per_node or {}))
+    except ValueError as err:
+        raise ConfigError(f"resources_per_node: {err}") from None
+    procs = trainer.procs_per_node if trainer.procs_per_node is not None else _gpu_count(resources.get("gpu"))
     for key, value in (("num_nodes", trainer.num_nodes), ("procs_per_node", procs)):
         if value is not None:
             fields[key] = value

@@ -6,15 +6,27 @@ SDK ``train()``, YAML load) before any compute is spent. Unknown fields are reje
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from kubetune.spec.base import StrictModel, deep_merge
+from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
+from kubetune.spec.hf_configs import merge_hugging_face_objects
 
+Task = Literal["causal-lm", "sequence-classification", "token-classification"]
+#: The dataset format each classifier task trains on (and only it).
+TASK_FORMATS = {"sequence-classification": "classification", "token-classification": "tagging"}
+#: Hugging Face tasks kubetune does not train, with what to do instead.
+UNSUPPORTED_TASKS = {
+    "question-answering": "train the answers as a 'completion' dataset on a causal-lm model",
+    "masked-lm": "continue pre-training with format 'text' on a causal-lm model",
+    "image-classification": "kubetune trains text models only",
+}
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
-DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging"]
 Precision = Literal["auto", "fp32", "bf16"]
 Distributed = Literal["auto", "ddp", "fsdp"]
 #: A speed setting: on, off, or ``auto`` (resolved once by the trainer from model, method, data and device).
@@ -24,6 +36,22 @@ SPEED_SETTINGS = ("precision", "packing", "chunked_loss", "fused_lora", "compile
 
 #: Methods FSDP2 can shard (``training.distributed: fsdp``); the others run on DDP.
 FSDP_METHODS = ("full", "lora", "dora")
+
+#: The default checkpoint period: a preempted or crashed job loses at most this much training.
+DEFAULT_CHECKPOINT_EVERY = "30m"
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def duration_seconds(text: str) -> float:
+    """``'1h30m'`` -> 5400.0; ``'90s'``, ``'30m'``, ``'0.5h'``. Raises ValueError naming the accepted forms."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is neither a number of steps (500) nor a duration (30m, 90s, 1h30m)")
+    hours, minutes, seconds = (float(group or 0) for group in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r}: a checkpoint period must be longer than zero")
+    return total
 
 
 class ModelConfig(StrictModel):
@@ -36,10 +64,20 @@ class ModelConfig(StrictModel):
     """
 
     path: str | None = Field(default=None, description="Model directory, .gguf file or pkg:// URI.")
-    task: Literal["causal-lm", "sequence-classification"] = "causal-lm"
+    task: Task = "causal-lm"
     num_labels: int | None = Field(default=None, ge=2, description="Labels, for classification.")
     trust_remote_code: bool = False
     attn_implementation: Literal["sdpa", "eager", "flex_attention"] | None = None
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _known_task(cls, value: object) -> object:
+        if isinstance(value, str) and value in UNSUPPORTED_TASKS:
+            raise ValueError(
+                f"{value!r} is not supported: kubetune trains 'causal-lm', 'sequence-classification' and "
+                f"'token-classification' models ({UNSUPPORTED_TASKS[value]})"
+            )
+        return value
 
 
 class DatasetConfig(StrictModel):
@@ -54,6 +92,8 @@ class DatasetConfig(StrictModel):
     - ``text``: ``text`` (plain language modelling; every token is a target)
     - ``classification``: ``text``, ``label`` (a class name or index; needs
       ``model.task: sequence-classification``)
+    - ``tagging``: ``tokens`` (a list of words), ``tags`` (a class name or index per word; needs
+      ``model.task: token-classification``). A word's first sub-word token carries its tag.
     """
 
     path: str | None = Field(
@@ -68,6 +108,10 @@ class DatasetConfig(StrictModel):
         default=None,
         description="Import path 'module:function' mapping one raw row to a row of the format.",
     )
+    split: str | None = Field(
+        default=None,
+        description="Split expression: 'train', 'train[:3000]', 'train[10%:]' (files by split name, then rows).",
+    )
     max_samples: int | None = Field(default=None, ge=1)
     eval_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     train_on_inputs: bool = Field(
@@ -76,8 +120,30 @@ class DatasetConfig(StrictModel):
     labels: list[str] | None = Field(
         default=None,
         min_length=2,
-        description="Class names for 'classification', in index order (default: sorted distinct labels).",
+        description="Class names for 'classification' and 'tagging', in index order (default: sorted distinct labels).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_in_path(cls, data: Any) -> Any:
+        """``path: hf://org/name?split=train[:3000]`` is ``path: hf://org/name`` plus ``split``."""
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            return data
+        path, split = split_from_uri(data["path"])
+        if split is None:
+            return data
+        if data.get("split") not in (None, split):
+            raise ValueError(f"the split is given twice: {split!r} in path and {data['split']!r} in split")
+        return {**data, "path": path, "split": split}
+
+    @field_validator("split")
+    @classmethod
+    def _split_expression(cls, value: str | None) -> str | None:
+        return None if value is None else str(DatasetSplit.parse(value))
+
+    def parsed_split(self) -> DatasetSplit | None:
+        """The split expression, parsed (None: every file and row)."""
+        return None if self.split is None else DatasetSplit.parse(self.split)
 
     @model_validator(mode="after")
     def _check_preprocess(self) -> DatasetConfig:
@@ -92,7 +158,10 @@ class LoraConfig(StrictModel):
     r: int = Field(default=16, ge=1)
     alpha: float = Field(default=32.0, gt=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    target_modules: list[str] | Literal["all-linear"] | None = Field(
+        default="all-linear",
+        description="Modules to adapt: names, 'all-linear', or null for PEFT's default modules of the architecture.",
+    )
     use_rslora: bool = Field(default=False, description="Scale by alpha/sqrt(r) instead of alpha/r (rsLoRA).")
 
 
@@ -249,7 +318,11 @@ class TrainingConfig(StrictModel):
     eval_every: int | None = Field(
         default=None, ge=1, description="Eval loss every N steps (and at the end) when there is an eval split."
     )
-    checkpoint_every: int | None = Field(default=None, ge=1, description="Checkpoint every N steps (and at the end).")
+    checkpoint_every: int | str | None = Field(
+        default=DEFAULT_CHECKPOINT_EVERY,
+        description="Checkpoint every N steps (an integer) or every period of training time ('30m', '90s', "
+        "'1h30m'), and at the end; null: only when preempted.",
+    )
     keep_checkpoints: int = Field(default=2, ge=1, description="Keep the newest K checkpoints.")
     resume: Literal["auto", "never"] = Field(
         default="auto", description="'auto': continue from the newest complete checkpoint in the run directory."
@@ -259,6 +332,31 @@ class TrainingConfig(StrictModel):
         description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2 shards) or 'auto' (DDP when a "
         "replica fits the GPU, else FSDP2).",
     )
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _check_checkpoint_every(cls, value: object) -> int | str | None:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value is None or isinstance(value, str):
+            if value is not None:
+                duration_seconds(value)
+            return value
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"expected a number of steps (500) or a duration (30m, 90s, 1h30m), not {value!r}")
+        if value < 1:
+            raise ValueError("a number of steps must be at least 1")
+        return value
+
+    def checkpoint_interval_s(self) -> float | None:
+        """The checkpoint period in seconds of training when ``checkpoint_every`` is a duration, else None."""
+        every = self.checkpoint_every
+        return duration_seconds(every) if isinstance(every, str) else None
+
+    def checkpoint_interval_steps(self) -> int | None:
+        """The checkpoint period in optimizer steps when ``checkpoint_every`` is a number, else None."""
+        every = self.checkpoint_every
+        return every if isinstance(every, int) else None
 
 
 class OutputConfig(StrictModel):
@@ -275,6 +373,11 @@ class LLMConfig(StrictModel):
     method's section may be given (``lora:`` for lora/qlora/dora, ``prompt_learning:`` for
     prefix/prompt, ``peft:`` for peft). A section holds what the job wrote (None when left
     out); :attr:`method_config` is the chosen method's config with its defaults filled in.
+
+    ``training`` also takes a ``transformers.TrainingArguments``, and ``lora`` a
+    ``peft.LoraConfig`` (``peft`` any PEFT config object): they become kubetune settings field by
+    field, as :mod:`kubetune.spec.hf_configs` (and docs/kubeflow.md) say; a field kubetune does
+    not implement is refused with a one-line ConfigError naming it.
     """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -293,6 +396,7 @@ class LLMConfig(StrictModel):
     def _sections_of_the_method(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        data = merge_hugging_face_objects(data)
         method = data.get("method", cls.model_fields["method"].default)
         if method not in METHOD_CONFIGS:
             return data  # the field's own validation names the allowed methods
@@ -315,12 +419,12 @@ class LLMConfig(StrictModel):
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name) is True:
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
-        classify = self.model.task == "sequence-classification"
-        if (self.dataset.format == "classification") != classify:
-            raise ValueError(
-                "dataset.format 'classification' and model.task 'sequence-classification' go together "
-                f"(got format {self.dataset.format!r}, task {self.model.task!r})"
-            )
+        for task, data_format in TASK_FORMATS.items():
+            if (self.dataset.format == data_format) != (self.model.task == task):
+                raise ValueError(
+                    f"dataset.format {data_format!r} and model.task {task!r} go together "
+                    f"(got format {self.dataset.format!r}, task {self.model.task!r})"
+                )
         if self.training.distributed == "fsdp" and self.method == "qlora":
             raise ValueError(
                 "training.distributed 'fsdp' cannot shard QLoRA's 4-bit base (bitsandbytes' Params4bit is not an "

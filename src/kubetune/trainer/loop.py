@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import TrainingConfig
-from kubetune.trainer.data.batching import collate, eval_batches, micro_batches, micro_batches_per_epoch
+from kubetune.trainer.data.batching import TAG_LABELS, collate, eval_batches, micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
 from kubetune.trainer.data.packing import collate_packed
 from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
@@ -30,8 +30,16 @@ def loss_sum(
     Language modelling: next-token cross-entropy over every labelled token. Prompt tuning
     prepends virtual tokens to the logits; only the positions of the real tokens are scored.
     ``chunked_loss`` runs the decoder alone and fuses the LM head with the loss, never holding
-    full fp32 logits. Classification (1-D ``labels``): cross-entropy of each row's class.
+    full fp32 logits. Classification (1-D ``labels``): cross-entropy of each row's class. Token
+    classification (``tag_labels``): cross-entropy of each tagged position's class, unshifted.
     """
+    if TAG_LABELS in batch:
+        tags = batch[TAG_LABELS]
+        logits = model(**{k: v for k, v in batch.items() if k != TAG_LABELS}).logits
+        total = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), tags.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return total, int((tags != IGNORE_INDEX).sum())
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if "position_ids" in inputs:
@@ -134,6 +142,13 @@ class MicroBatchStream:
 
 
 @dataclass
+class StepEnd:
+    """What the end-of-step hook decided: whether the loop stops after this step."""
+
+    stop: bool = False
+
+
+@dataclass
 class StepResult:
     """What one optimizer step measured."""
 
@@ -231,12 +246,13 @@ def run_loop(
     metrics: MetricsWriter,
     start_step: int = 0,
     eval_examples: list[Example] | None = None,
-    on_step_end: Callable[[int], None] | None = None,
+    on_step_end: Callable[[int], StepEnd | None] | None = None,
 ) -> list[float]:
     """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
 
     With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
-    the last step. ``on_step_end(step)`` runs after each step (checkpointing).
+    the last step. ``on_step_end(step)`` runs after each step's metrics are logged (so a
+    checkpoint of a step always has its record; checkpointing), and may stop the loop.
     """
     model.train()
     losses: list[float] = []
@@ -265,6 +281,7 @@ def run_loop(
                 epoch=stream.position.epoch,
                 gpu_peak_gib=_peak_gib(device),
             )
-        if on_step_end is not None:
-            on_step_end(step)
+        end = on_step_end(step) if on_step_end is not None else None
+        if end is not None and end.stop:
+            break
     return losses

@@ -16,6 +16,12 @@ from kubetune.trainer.model_files import pretrained_location
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: The transformers Auto class of each model task.
+AUTO_CLASSES = {
+    "causal-lm": "AutoModelForCausalLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+}
 
 
 def _check_architecture(path: Path, trust_remote_code: bool) -> None:
@@ -84,8 +90,8 @@ def load_model(
         path: model folder or ``.gguf`` file.
         config: the model section of the trainer config.
         precision: ``fp32`` or ``bf16`` (also the compute dtype of 4-bit layers).
-        label_names: classification only: the classes, in index order.
-        pad_token_id: classification only: lets decoder classifiers find the last real token.
+        label_names: classification and tagging only: the classes, in index order.
+        pad_token_id: classification and tagging only: lets decoder classifiers find the last real token.
         quantize_4bit_on: load the weights as 4-bit NF4 (QLoRA) on this CUDA device.
 
     Raises:
@@ -115,7 +121,7 @@ def load_model(
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.is_quantized = False
-    if config.task == "sequence-classification" and pad_token_id is not None and model.config.pad_token_id is None:
+    if config.task != "causal-lm" and pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model
 
@@ -124,8 +130,8 @@ def _load_arguments(config: ModelConfig, precision: str, label_names: list[str] 
     """The transformers auto class and the ``from_pretrained`` keyword arguments for ``config``."""
     import transformers
 
-    classify = config.task == "sequence-classification"
-    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
+    classify = config.task != "causal-lm"
+    auto = getattr(transformers, AUTO_CLASSES[config.task])
     kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code}
     if classify and label_names:
         kwargs["num_labels"] = len(label_names)
@@ -167,7 +173,7 @@ def build_skeleton(
             model = auto.from_config(hf_config, trust_remote_code=config.trust_remote_code, **model_kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(f"{path}: cannot load model: {str(err).splitlines()[0]}") from None
-    if config.task == "sequence-classification" and pad_token_id is not None and model.config.pad_token_id is None:
+    if config.task != "causal-lm" and pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model
 
