@@ -183,7 +183,7 @@ def test_bad_preference_rows_are_rejected_before_training(tmp_path, smollm2_dir,
                 "dataset": {"format": "preference"},
                 "training": {"distributed": "fsdp"},
             },
-            ("fsdp", "precompute_reference"),
+            ("fsdp", "objective 'dpo'"),
         ),
     ],
 )

@@ -39,15 +39,27 @@ def user_errors(command: Callable) -> Callable:
 
 
 @app.command()
-def validate(file: JobFile) -> None:
-    """Check a job file without running anything."""
+def validate(
+    file: JobFile,
+    gpu_memory: Annotated[
+        float, typer.Option("--gpu-memory", min=1, help="GiB of one GPU to plan memory for (80 GB H100: 79).")
+    ] = 79.0,
+) -> None:
+    """Check a job file without running anything, and print its memory plan per GPU.
+
+    The plan needs the model's sizes: a local model folder's config.json, or a catalog runtime.
+    A plan that cannot fit the GPU is an error saying by how much and what to change.
+    """
+    from kubetune.cli.plan import job_plan
     from kubetune.spec.job import load_job_file
 
     try:
         spec = load_job_file(file)
+        plan = job_plan(spec, gpu_memory)
     except KubetuneError as err:
         raise fail(err) from None
     console.print(f"[green]ok[/]: {file} ({spec.trainer.method} fine-tune)")
+    console.print(plan, highlight=False)
 
 
 @app.command()

@@ -22,6 +22,35 @@ from kubetune.trainer.objectives.sft import loss_sum as loss_sum  # the SFT loss
 SFT = SftObjective()
 
 
+class TrainingObjective(torch.nn.Module):
+    """The model and its loss as one module: ``forward(batch)`` returns the objective's
+    ``(summed loss, units, metric sums)`` (see :class:`~kubetune.trainer.objectives.base.ObjectiveLoss`).
+
+    DDP and FSDP2 wrap this module rather than the model, so the whole loss computation (the
+    chunked loss's decoder-only forward and fused LM head, a DPO reference forward with the
+    adapters off, included) runs inside the wrapper's forward: DDP's reducer sees every
+    parameter that took part, and FSDP2's root unit has its parameters (embeddings, LM head)
+    gathered while the loss uses them. ``objective`` defaults to SFT.
+    """
+
+    def __init__(self, model: torch.nn.Module, chunked_loss: bool = False, objective: Objective = SFT):
+        super().__init__()
+        self.model = model
+        self.chunked_loss = chunked_loss
+        self.objective = objective
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float]]:
+        """The objective's summed loss over the batch, its units (targets, pairs) and metric sums."""
+        out = self.objective.loss(self.model, batch, self.chunked_loss)
+        return out.summed, out.units, out.metrics
+
+
+def objective_of(model: torch.nn.Module) -> Objective:
+    """The objective of a :class:`TrainingObjective`, or of a DDP wrapper of one."""
+    inner = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    return inner.objective
+
+
 def steps_per_epoch(num_examples: int, config: TrainingConfig, world_size: int) -> int:
     """Optimizer steps in one pass over ``num_examples``."""
     micro = micro_batches_per_epoch(num_examples, config.batch_size, world_size)
@@ -37,6 +66,11 @@ def total_steps(num_examples: int, config: TrainingConfig, world_size: int = 1) 
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _peak_gib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated so far (GiB), what the memory plan estimates; None off CUDA."""
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
 
 
 def _autocast(config: TrainingConfig, device: torch.device):
@@ -102,14 +136,14 @@ def train_step(
     config: TrainingConfig,
     pad_token_id: int,
     device: torch.device,
-    objective: Objective = SFT,
 ) -> StepResult:
     """One optimizer step over the accumulated micro-batches.
 
-    The loss is the mean over every unit of the accumulated batch on all ranks (target tokens
-    for SFT, pairs for the preference objectives; not a mean of per-micro-batch means), so
-    ``batch_size=8`` equals ``batch_size=2`` x 4 accumulation steps, and 2 ranks x 4 equals
-    1 rank x 8. The objective's own values are averaged the same way.
+    ``model`` is a :class:`TrainingObjective`, or a DDP/FSDP2 wrapper of one; its objective
+    collates the micro-batches. The loss is the mean over every unit of the accumulated batch
+    on all ranks (target tokens for SFT, pairs for the preference objectives; not a mean of
+    per-micro-batch means), so ``batch_size=8`` equals ``batch_size=2`` x 4 accumulation steps,
+    and 2 ranks x 4 equals 1 rank x 8. The objective's own values are averaged the same way.
     """
     targets = sum(ex.num_targets for mb in micro for ex in mb)
     targets_t = torch.tensor([targets], dtype=torch.float64, device=device)
@@ -123,7 +157,7 @@ def train_step(
     values: dict[str, float] = {}
     can_defer_sync = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     for index, mb in enumerate(micro):
-        host = objective.collate(mb, pad_token_id, config.packing)
+        host = objective_of(model).collate(mb, pad_token_id, config.packing)
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in host.items()}
         mask = batch.get("attention_mask")
         real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
@@ -132,9 +166,8 @@ def train_step(
         sync = model.no_sync() if can_defer_sync and not last else contextlib.nullcontext()
         with sync:
             with _autocast(config, device):
-                out = objective.loss(model, batch, config.chunked_loss)
-            summed = out.summed
-            for name, value in out.metrics.items():
+                summed, _, metrics = model(batch)
+            for name, value in metrics.items():
                 values[name] = values.get(name, 0.0) + value
             # DDP and FSDP average gradients over ranks; scale so the result is the global token mean.
             (summed * world / global_targets).backward()
@@ -160,9 +193,9 @@ def evaluate(
     config: TrainingConfig,
     pad_token_id: int,
     device: torch.device,
-    objective: Objective = SFT,
 ) -> float:
-    """Mean loss per unit (target token, pair) over ``examples`` (shared out over the ranks)."""
+    """Mean loss per unit (target token, pair) over ``examples`` (shared out over the ranks);
+    ``model`` as in :func:`train_step`."""
     distributed = _distributed()
     rank = torch.distributed.get_rank() if distributed else 0
     world = torch.distributed.get_world_size() if distributed else 1
@@ -171,12 +204,12 @@ def evaluate(
     forward_model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     for examples_mb, counts in eval_batches(examples, config.batch_size, rank, world):
-        host = objective.collate(examples_mb, pad_token_id, packing=False)
+        host = objective_of(forward_model).collate(examples_mb, pad_token_id, packing=False)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in host.items()}
         with _autocast(config, device):
-            out = objective.loss(forward_model, batch)
+            summed, units, _ = forward_model(batch)
         if counts:
-            sums += torch.tensor([float(out.summed), out.units], dtype=torch.float64, device=device)
+            sums += torch.tensor([float(summed), units], dtype=torch.float64, device=device)
     forward_model.train()
     if distributed:
         torch.distributed.all_reduce(sums)
@@ -196,14 +229,13 @@ def run_loop(
     start_step: int = 0,
     eval_examples: list[Example] | None = None,
     on_step_end: Callable[[int], StepEnd | None] | None = None,
-    objective: Objective = SFT,
 ) -> list[float]:
     """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
 
     With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
     the last step. ``on_step_end(step)`` runs after each step's metrics are logged (so a
     checkpoint of a step always has its record; checkpointing), and may stop the loop.
-    ``objective`` gives the loss (default: SFT); its own values go into each progress record.
+    The objective's own values go into each progress record.
     """
     model.train()
     losses: list[float] = []
@@ -211,14 +243,14 @@ def run_loop(
     for step in range(start_step + 1, steps + 1):
         started = time.perf_counter()
         micro = [next(batches) for _ in range(config.gradient_accumulation_steps)]
-        result = train_step(model, micro, optimizer, config, pad_token_id, device, objective)
+        result = train_step(model, micro, optimizer, config, pad_token_id, device)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
         losses.append(result.loss)
         seconds = time.perf_counter() - started
         eval_loss = None
         if eval_examples and (step == steps or (config.eval_every and step % config.eval_every == 0)):
-            eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device, objective), 6)
+            eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device), 6)
         if step % config.log_every == 0 or step == steps or eval_loss is not None:
             metrics.log(
                 step,
@@ -230,6 +262,7 @@ def run_loop(
                 padded_tokens=result.padded_tokens,
                 eval_loss=eval_loss,
                 epoch=stream.position.epoch,
+                gpu_peak_gib=_peak_gib(device),
                 **{name: round(value, 6) for name, value in result.objective.items()},
             )
         end = on_step_end(step) if on_step_end is not None else None
