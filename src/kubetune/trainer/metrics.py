@@ -64,7 +64,7 @@ class MetricsWriter:
         elapsed = time.monotonic() - self.start_time
         done = step - self.start_step
         eta = elapsed / done * (self.total_steps - step) if done > 0 else None
-        objective = {key: value for key, value in values.items() if key not in _FIELDS}
+        objective = {key: value for key, value in values.items() if key not in _FIELDS and value is not None}
         progress = Progress(
             step=step,
             total_steps=self.total_steps,

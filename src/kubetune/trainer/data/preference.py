@@ -28,6 +28,12 @@ class PreferenceExample:
     reference_logps: tuple[float, float] | None = None
 
     @property
+    def input_ids(self) -> list[int]:
+        """The tokens of both responses: what the pair puts through the model in one forward
+        (the memory plan sizes batches by this length)."""
+        return self.chosen.input_ids + self.rejected.input_ids
+
+    @property
     def num_targets(self) -> int:
         """1 when both responses have target tokens, else 0 (the pair is dropped)."""
         return int(self.chosen.num_targets > 0 and self.rejected.num_targets > 0)
