@@ -74,8 +74,10 @@ def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(
     assert "TrainerFailed" in kubetune(home, "jobs").stdout
     assert "error:" in kubetune(home, "logs", "cli-bad-data", "--step", "node-0").stdout
 
+    # a job that failed before its first step is replaced without ceremony
     again = kubetune(home, "train", "-f", str(job_file), "--detach")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert kubetune(home, "wait", "cli-bad-data").returncode == 1
 
     assert kubetune(home, "delete", "cli-bad-data").returncode == 0
     missing = kubetune(home, "logs", "cli-bad-data")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from k8s_schemas import make_trainjob, validate_k8s
 
-from kubetune.controller.reconcile import InvalidTrainJob, reconcile
+from kubetune.controller.reconcile import TRAINJOB_LABEL, InvalidTrainJob, reconcile
 from kubetune.spec.job import JobSpec
 
 
@@ -99,11 +99,16 @@ def test_job_config_merges_the_users_llm_config_over_runtime_defaults(runtime):
     assert {"name": "kubetune-config", "configMap": {"name": "tune-config"}} in node["volumes"]
 
 
-def test_every_object_is_owned_by_the_trainjob(runtime):
+def test_every_object_but_the_workspace_is_owned_by_the_trainjob(runtime):
     runtime["spec"]["podGroupPolicy"] = {"coscheduling": {"scheduleTimeoutSeconds": 30}}
     desired = reconcile(make_trainjob(), runtime, {})
     assert len(desired.objects()) == 4
+    # deleting the TrainJob must not garbage-collect the trained model
+    assert "ownerReferences" not in desired.workspace["metadata"]
+    assert desired.workspace["metadata"]["labels"][TRAINJOB_LABEL] == "tune"
     for obj in desired.objects():
+        if obj is desired.workspace:
+            continue
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["kind"] == "TrainJob" and owner["controller"] is True
         assert owner["uid"] == "0b7c5e1e-2f0a-4a53-9d5e-7f1b2c3d4e5f"

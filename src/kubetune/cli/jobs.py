@@ -6,6 +6,7 @@ directory is ``--home``, else ``$KUBETUNE_HOME``, else ``~/.kubetune``.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,7 @@ from rich.table import Table
 from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
-from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
+from kubetune.errors import ConfigError
 
 Home = Annotated[
     Path | None,
@@ -88,21 +89,6 @@ def report_end(job: Job) -> int:
     return 1
 
 
-def delete_finished(client: TrainerClient, name: str) -> None:
-    """Delete job ``name`` if it exists and has ended; refuse if it is still active.
-
-    Raises:
-        JobExistsError: the job is still running.
-    """
-    try:
-        job = client.get_job(name)
-    except JobNotFoundError:
-        return
-    if job.status not in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED):
-        raise JobExistsError(f"job {name!r} is still {job.status.value}; wait for it or `kubetune delete {name}`")
-    client.delete_job(name)
-
-
 def jobs(home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
     """List jobs with their status and training progress."""
     table = Table("NAME", "STATUS", "KIND", "NODES", "STEP", "PROGRESS", "AGE", "REASON")
@@ -150,10 +136,45 @@ def wait(
     raise typer.Exit(report_end(job))
 
 
-def delete(name: JobName, home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
-    """Stop a job's processes and remove its state, logs and (kubetune-chosen) run directory."""
-    make_client(home, backend, namespace).delete_job(name)
-    console.print(f"deleted {name}")
+def format_size(size_bytes: int | None) -> str:
+    """``1288490189`` -> ``1.2 GiB`` (``unknown size`` for None)."""
+    if size_bytes is None:
+        return "unknown size"
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def delete(
+    name: JobName,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also remove the job's outputs (trained model, checkpoints, metrics).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --purge: do not ask for confirmation.")] = False,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """Stop a job and remove its record and logs. Its outputs (trained model, checkpoints) stay unless --purge."""
+    client = make_client(home, backend, namespace)
+    outputs = client.get_job_outputs(name)
+    where = ", ".join(outputs.locations)
+    if purge and outputs.locations:
+        size = format_size(outputs.size_bytes)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ConfigError(f"--purge would remove {where} ({size}); add --yes to confirm without a terminal")
+            if not typer.confirm(f"remove {where} ({size}) for good?", default=False):
+                raise typer.Exit(1)
+        client.delete_job(name, purge=True)
+        console.print(f"deleted {name} and its outputs ({size} freed: {where})", soft_wrap=True)
+        return
+    client.delete_job(name)
+    kept = f"; its outputs are kept in {where} ({format_size(outputs.size_bytes)})" if outputs.locations else ""
+    console.print(f"deleted {name}{kept}", soft_wrap=True, highlight=False)
 
 
 def runtimes(home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:

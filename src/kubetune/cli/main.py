@@ -57,7 +57,11 @@ def train(
     output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Submit and return at once.")] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="First delete a finished job of the same name (its outputs stay).")
+        bool,
+        typer.Option(
+            "--replace",
+            help="Rerun a finished job of the same name from scratch; its outputs are kept, moved to output.prev-<time>/.",
+        ),
     ] = False,
     home: job_commands.Home = None,
     backend: job_commands.Backend = "local",
@@ -74,8 +78,10 @@ def train(
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
     client = job_commands.make_client(home, backend, namespace)
-    if replace and spec.name is not None:
-        job_commands.delete_finished(client, spec.name)
+    if replace:
+        moved = client.prepare_replacement(spec)
+        if moved is not None:
+            console.print(f"earlier outputs kept in {moved}", soft_wrap=True, highlight=False)
     name = client.train_from_spec(spec)
     if detach:
         console.print(f"submitted [bold]{name}[/]; follow it with `kubetune wait {name}` or `kubetune logs {name} -f`")

@@ -168,6 +168,18 @@ class Job:
 
 
 @dataclass
+class JobOutputs:
+    """What a job has stored that deleting it keeps, and ``delete_job(name, purge=True)`` removes.
+
+    ``locations`` are local paths (local backend) or ``PersistentVolumeClaim/<name>`` (Kubernetes);
+    ``size_bytes`` is what they hold on disk, or the volume's requested capacity (``None`` when unknown).
+    """
+
+    locations: list[str]
+    size_bytes: int | None
+
+
+@dataclass
 class Event:
     """Something that happened to a job, in order: status changes, step starts and ends, warnings."""
 
@@ -184,6 +196,7 @@ __all__ = [
     "Event",
     "Initializer",
     "Job",
+    "JobOutputs",
     "JobStatus",
     "Progress",
     "Runtime",

@@ -10,9 +10,10 @@ Run it with ``python -m kubetune.controller`` (in-cluster, or with a kubeconfig)
   nothing created.
 - JobSet events and a periodic timer: mirror JobSet state and the trainer's progress line
   (read from the rank-0 pod's log tail) into the TrainJob status; past the deadline the
-  JobSet is deleted (the PVC stays for inspection until the TrainJob is deleted).
+  JobSet is deleted (the PVC stays for inspection).
 
-No finalizers: children carry owner references, so Kubernetes garbage collection deletes them.
+No finalizers: children carry owner references, so Kubernetes garbage collection deletes them;
+the workspace PVC has none, so the trained model outlives the TrainJob.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Nothing here talks to a cluster. :func:`reconcile` is given everything it needs (the TrainJob,
 the runtime object, the keys of the Secrets that exist, the JobSet if one exists) and returns
 the objects to server-side apply, in order: the job's config (ConfigMap), the shared workspace
-(PVC), an optional coscheduling PodGroup, and the JobSet. Every object carries an owner
-reference to the TrainJob, so deleting the TrainJob deletes them.
+(PVC), an optional coscheduling PodGroup, and the JobSet. Every object but the workspace carries
+an owner reference to the TrainJob, so deleting the TrainJob deletes them; the workspace holds
+the trained model and stays until it is deleted on purpose.
 
 The JobSet runs ``dataset-initializer`` first, then ``model-initializer`` (after the dataset is
 Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun. JobSet supports one
@@ -50,6 +51,15 @@ MAX_NAME_LENGTH = 40  # "<name>-model-initializer-0-0" must stay a 63-character 
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "config.yaml"
 WORKSPACE_VOLUME = "workspace"
+
+
+def workspace_claim(trainjob_name: str) -> str:
+    """The name of a TrainJob's workspace PersistentVolumeClaim (its run directory).
+
+    The claim has no owner reference: deleting the TrainJob keeps the trained model; the
+    claim goes only when deleted on purpose (``kubetune delete NAME --purge``).
+    """
+    return f"{trainjob_name}-workspace"
 CONFIG_VOLUME = "kubetune-config"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
@@ -153,7 +163,7 @@ def reconcile(
     workspace = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(f"{meta['name']}-workspace", meta, owner, labels),
+        "metadata": _meta(workspace_claim(meta["name"]), meta, None, labels),
         "spec": claim.get("spec", {}),
     }
     num_nodes = spec.trainer.num_nodes or runtime_spec.ml_policy.num_nodes
@@ -259,13 +269,11 @@ def _labels(name: str, spec: TrainJobSpec) -> dict[str, str]:
     return {**(spec.labels or {}), TRAINJOB_LABEL: name}
 
 
-def _meta(name: str, trainjob_meta: Mapping[str, Any], owner: dict, labels: dict[str, str]) -> dict:
-    return {
-        "name": name,
-        "namespace": trainjob_meta["namespace"],
-        "labels": dict(labels),
-        "ownerReferences": [owner],
-    }
+def _meta(name: str, trainjob_meta: Mapping[str, Any], owner: dict | None, labels: dict[str, str]) -> dict:
+    meta = {"name": name, "namespace": trainjob_meta["namespace"], "labels": dict(labels)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return meta
 
 
 def _jobset(
@@ -416,7 +424,7 @@ def _finish_job(
     pod_spec.setdefault("restartPolicy", "Never")
     pod_spec["volumes"] = [
         *pod_spec.get("volumes", []),
-        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": f"{name}-workspace"}},
+        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": workspace_claim(name)}},
     ]
     overrides = spec.pod_overrides
     if overrides is None:

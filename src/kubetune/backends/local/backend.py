@@ -28,7 +28,7 @@ from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_progress
-from kubetune.client.types import Event, Job, JobStatus, Runtime, Step, StepStatus
+from kubetune.client.types import Event, Job, JobOutputs, JobStatus, Runtime, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
 from kubetune.initializers.run import check_initializer
 from kubetune.runtimes import apply_runtime, list_runtimes, unknown_runtime
@@ -37,6 +37,8 @@ from kubetune.spec.job import JobSpec
 from kubetune.trainer.preflight import preflight
 
 HOME_ENV = "KUBETUNE_HOME"
+#: ``<run>/output`` moved aside by a replacing job becomes ``<run>/output.prev-<UTC timestamp>``.
+PREVIOUS_OUTPUT_PREFIX = "output.prev-"
 START_GRACE_S = 60.0
 STOP_GRACE_S = 15.0
 
@@ -160,10 +162,7 @@ class LocalBackend(RuntimeBackend):
         """Apply the spec's runtime (its defaults under the spec's fields), check, record and launch it."""
         if spec.name is None:
             raise ConfigError("name: the local backend needs a job name")
-        if self.store.get(spec.name) is not None:
-            raise JobExistsError(
-                f"job {spec.name!r} already exists (see `kubetune jobs`; remove it with `kubetune delete {spec.name}`)"
-            )
+        self._free_name(spec.name)
         if spec.runtime is not None:
             spec = apply_runtime(spec, self.get_runtime(spec.runtime))
         self.check(spec)
@@ -186,6 +185,56 @@ class LocalBackend(RuntimeBackend):
             self.store.delete(spec.name)
             raise
         return spec.name
+
+    def _free_name(self, name: str) -> None:
+        """Let ``name`` be reused: a builtin job that failed before its first step is forgotten
+        (its files stay); any other job of that name refuses.
+
+        Raises:
+            JobExistsError: a job of that name exists (the message says how to replace it).
+        """
+        record = self.store.get(name)
+        if record is None:
+            return
+        job = self._view(record)
+        never_trained = job.trainer_kind == "builtin" and job.progress is None
+        if job.status == JobStatus.FAILED and never_trained:
+            self.store.delete(name)
+            shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
+            return
+        if job.status.is_terminal:
+            raise JobExistsError(
+                f"job {name!r} already exists ({job.status.value}); rerun it with `kubetune train --replace` "
+                f"(its outputs are kept) or remove it with `kubetune delete {name}`"
+            )
+        raise JobExistsError(
+            f"job {name!r} already exists and is {job.status.value}; wait for it (`kubetune wait {name}`) "
+            f"or stop it with `kubetune delete {name}`"
+        )
+
+    def set_aside_outputs(self, spec: JobSpec) -> str | None:
+        """Rename ``<run>/output`` to ``<run>/output.prev-<UTC timestamp>`` (nothing is deleted).
+
+        Raises:
+            ConfigError: a running job uses that run directory.
+        """
+        if spec.name is None:
+            return None
+        run_dir = self.run_dir_of(spec)
+        output = run_dir / "output"
+        if not output.exists():
+            return None
+        for other, other_dir in self.store.active_run_dirs().items():
+            if Path(other_dir) == run_dir:
+                raise ConfigError(f"output_dir: {run_dir} is in use by running job {other!r}")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = run_dir / f"{PREVIOUS_OUTPUT_PREFIX}{stamp}"
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = run_dir / f"{PREVIOUS_OUTPUT_PREFIX}{stamp}-{counter}"
+        output.rename(target)
+        return str(target)
 
     def _launch(self, name: str, run_dir: Path, tag: str) -> None:
         log_dir = self.home / "logs" / name
@@ -290,7 +339,28 @@ class LocalBackend(RuntimeBackend):
             time.sleep(poll_s)
 
     # deletion
-    def delete_job(self, name: str) -> None:
+    def _purgeable(self, record: JobRecord) -> list[Path]:
+        """What kubetune wrote for the job: the whole run directory when kubetune chose it, else its
+        ``output/`` (with earlier ones set aside) and the initializers' ``model/`` and ``dataset/``."""
+        run_dir = record.job.run_dir
+        if run_dir is None or not run_dir.exists():
+            return []
+        if record.managed_run_dir:
+            return [run_dir]
+        initialized = JobSpec.model_validate_json(record.spec_json).initializer
+        names = ["output"] + [
+            kind for kind in ("model", "dataset") if initialized is not None and getattr(initialized, kind)
+        ]
+        paths = [run_dir / name for name in names if (run_dir / name).exists()]
+        return paths + sorted(run_dir.glob(f"{PREVIOUS_OUTPUT_PREFIX}*"))
+
+    def get_job_outputs(self, name: str) -> JobOutputs:
+        """The job's outputs on disk (what ``delete_job(name, purge=True)`` removes) and their size."""
+        paths = self._purgeable(self._record(name))
+        return JobOutputs([str(path) for path in paths], sum(_disk_usage(path) for path in paths))
+
+    def delete_job(self, name: str, purge: bool = False) -> None:
+        """Stop the job's processes, remove its record and logs; its outputs stay unless ``purge``."""
         record = self._record(name)
         tag = job_tag(self.home, name, record.job.created_at)
         pid = record.supervisor_pid
@@ -301,10 +371,26 @@ class LocalBackend(RuntimeBackend):
         while (left := job_processes(tag)) and time.monotonic() < deadline:
             time.sleep(0.2)
         _kill_all(left)
+        purged = self._purgeable(record) if purge else []
         self.store.delete(name)
         shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
-        if record.managed_run_dir and record.job.run_dir is not None:
-            shutil.rmtree(record.job.run_dir, ignore_errors=True)
+        for path in purged:
+            shutil.rmtree(path, ignore_errors=True)
+        if purged and record.job.run_dir is not None and record.job.run_dir.is_dir():
+            with contextlib.suppress(OSError):
+                record.job.run_dir.rmdir()  # only when nothing else is left in it
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes the files under ``path`` take (links not followed)."""
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for file in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / file).lstat().st_size
+    return total
 
 
 def check_local_initializer(source: InitializerSpec, field: str) -> None:
