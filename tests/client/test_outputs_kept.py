@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.bad_inputs.test_corpus import GOOD_ROWS, jsonl
+from tests.client.test_sdk_cli_jobs import kubetune
+from tests.faults.jobs import tiny_model
 
 from kubetune.backends.local import LocalBackend
 from kubetune.cli.jobs import format_size
 from kubetune.client import CustomTrainer, JobStatus, Name, RunDirectory, TrainerClient
 from kubetune.errors import JobExistsError
-from tests.bad_inputs.test_corpus import GOOD_ROWS, jsonl
-from tests.client.test_sdk_cli_jobs import kubetune
-from tests.faults.jobs import tiny_model
 
 MODEL_BYTES = 300_000
 

@@ -60,7 +60,7 @@ def train(
         bool,
         typer.Option(
             "--replace",
-            help="Rerun a finished job of the same name from scratch; its outputs are kept, moved to output.prev-<time>/.",
+            help="Rerun a finished job of the same name afresh; its outputs are kept in output.prev-<time>/.",
         ),
     ] = False,
     home: job_commands.Home = None,

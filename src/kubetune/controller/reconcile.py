@@ -60,6 +60,8 @@ def workspace_claim(trainjob_name: str) -> str:
     claim goes only when deleted on purpose (``kubetune delete NAME --purge``).
     """
     return f"{trainjob_name}-workspace"
+
+
 CONFIG_VOLUME = "kubetune-config"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
