@@ -36,8 +36,8 @@ def preflight(config: LLMConfig, model_fetched: bool, dataset_fetched: bool) -> 
         _named("trainer.model.path", lambda: pretrained_location(_local(config.model.path, "trainer.model.path")))
     if config.dataset.path is not None and not dataset_fetched:
         path = _local(config.dataset.path, "trainer.dataset.path")
-        rows = _named("trainer.dataset.path", lambda: read_rows(path, limit=SAMPLE_ROWS))
-        map_columns(rows, config.dataset, source=str(path))
+        read = _named("trainer.dataset.path", lambda: read_rows(path, limit=SAMPLE_ROWS))
+        map_columns(read.rows, config.dataset, read.places)
 
 
 def _local(value: str, field: str) -> Path:

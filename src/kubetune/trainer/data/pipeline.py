@@ -30,16 +30,16 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
     Raises:
         DataError: unreadable files, missing columns, invalid rows, or no usable example.
     """
-    rows = read_rows(path)
+    read = read_rows(path)
     if config.max_samples is not None:
-        rows = rows[: config.max_samples]
-    rows = map_columns(rows, config, source=str(path))
-    label_names = class_names(rows, config, str(path)) if config.format == "classification" else None
+        read = read.head(config.max_samples)
+    rows = map_columns(read.rows, config, read.places)
+    label_names = class_names(rows, config, read.places, str(path)) if config.format == "classification" else None
     tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
     examples: list[Example] = []
     dropped = 0
-    for index, row in enumerate(rows):
-        example = tokenize(row, where=f"{path}: row {index}")
+    for row, place in zip(rows, read.places, strict=True):
+        example = tokenize(row, where=place)
         if example.num_targets == 0:
             dropped += 1
             continue
