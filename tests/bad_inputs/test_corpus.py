@@ -356,8 +356,7 @@ DATA_CASES = [
     ),
     DataCase(
         "csv-row-too-short",
-        "{data}:3: this row has 2 fields, the header has 3 (instruction, input, output); quote fields that hold "
-        "commas",
+        "{data}:3: this row has 2 fields, the header has 3 (instruction, input, output); quote fields that hold commas",
         b"instruction,input,output\nRepeat a.,,a a\nRepeat b.,b b\n",
         suffix=".csv",
     ),
@@ -453,3 +452,42 @@ def test_dataset_or_model_is_refused_by_the_trainer(
     expected = "error: " + case.message.format(data=data, model=model)
     assert lines[0] == expected
     assert not run.exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "train"])
+@pytest.mark.parametrize("case", [case for case in DATA_CASES if case.before_launch], ids=lambda case: case.id)
+def test_dataset_or_model_is_refused_before_launch_by_the_cli(
+    case: DataCase, command: str, tmp_path, isolated_kubetune_home, tiny_model_dir, no_template_model_dir
+):
+    """`kubetune validate` and `kubetune train` run the same pre-launch checks: the same one line, exit 2,
+    no job recorded, no run directory made."""
+    data = tmp_path / f"data{case.suffix}"
+    data.write_bytes(case.content)
+    model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
+    run = tmp_path / "run"
+    job = merge(
+        base_job(Path(model), data, run),
+        {"trainer": {"dataset": case.dataset, "training": case.training, **case.trainer}},
+    )
+    job["trainer"]["model"]["path"] = model
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(job), encoding="utf-8")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubetune.cli",
+            command,
+            "-f",
+            str(config),
+            *(["--detach"] if command == "train" else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KUBETUNE_HOME": str(isolated_kubetune_home), "COLUMNS": "1000"},
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == ["error: " + case.message.format(data=data, model=model)]
+    assert not run.exists()
+    assert LocalBackend(isolated_kubetune_home).list_jobs() == []

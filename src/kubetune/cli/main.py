@@ -39,15 +39,37 @@ def user_errors(command: Callable) -> Callable:
 
 
 @app.command()
-def validate(file: JobFile) -> None:
-    """Check a job file without running anything."""
+def validate(
+    file: JobFile,
+    output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
+    home: job_commands.Home = None,
+) -> None:
+    """Run every check `kubetune train` runs before launch, start nothing, and print each problem found.
+
+    The job file, runtime, GPUs, initializer sources, model files, dataset files, format and a
+    sample of rows (column types, chat turns, rows left without a target token), LoRA target
+    modules, and the run directory (writable, free disk). Exit 0 when all pass, else 2.
+    """
+    from kubetune.backends.local import LocalBackend
+    from kubetune.runtimes import apply_runtime
     from kubetune.spec.job import load_job_file
 
     try:
         spec = load_job_file(file)
+        if output_dir is not None:
+            spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
+        backend = LocalBackend(home)
+        if spec.runtime is not None:
+            spec = apply_runtime(spec, backend.get_runtime(spec.runtime))
     except KubetuneError as err:
         raise fail(err) from None
-    console.print(f"[green]ok[/]: {file} ({spec.trainer.method} fine-tune)")
+    problems = backend.problems(spec)
+    for problem in problems:
+        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(max(problem.exit_code for problem in problems))
+    what = f"{spec.trainer.method} fine-tune" if spec.trainer_kind == "builtin" else "custom trainer"
+    console.print(f"[green]ok[/]: {file} ({what})", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -34,15 +37,73 @@ def _check_architecture(path: Path, trust_remote_code: bool) -> None:
         )
 
 
+GGUF_CACHE_ENV = "KUBETUNE_GGUF_CACHE"
+
+
+def gguf_cache_dir() -> Path:
+    """Where converted GGUF models are kept: ``$KUBETUNE_GGUF_CACHE``, else ``~/.cache/kubetune/gguf``."""
+    configured = os.environ.get(GGUF_CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "kubetune" / "gguf"
+
+
+def converted_gguf(gguf: Path) -> Path:
+    """A plain safetensors folder (fp32 weights, tokenizer) for a ``.gguf`` file, converted once.
+
+    The folder is keyed by the file's sha256, so every run (and ``kubetune validate``) of the
+    same model reuses one conversion instead of dequantizing again; a changed file gets a new one.
+
+    Raises:
+        ModelError: the file cannot be read as a GGUF model.
+    """
+    import transformers
+    from filelock import FileLock
+
+    digest = hashlib.sha256()
+    with gguf.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    target = gguf_cache_dir() / digest.hexdigest()
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if (target / "config.json").is_file():
+            return target
+        log.info("converting %s to safetensors once (cached in %s)", gguf, target)
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            kwargs = {"gguf_file": gguf.name}
+            model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelError(f"{gguf}: cannot read the GGUF model: {str(err).splitlines()[0]}") from None
+        model.hf_quantizer = None  # dequantized on load: save plain weights
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    return target
+
+
+def _pretrained_args(path: Path, trust_remote_code: bool) -> str:
+    """The ``from_pretrained`` location of a model folder or ``.gguf`` file (converted once, cached)."""
+    location, extra = pretrained_location(path)
+    if "gguf_file" in extra:
+        return str(converted_gguf(Path(location) / extra["gguf_file"]))
+    _check_architecture(path, trust_remote_code)
+    return location
+
+
 def load_tokenizer(path: Path, config: ModelConfig):
     """Load the tokenizer; a missing pad token falls back to the end-of-sequence token."""
     from transformers import AutoTokenizer
 
-    location, extra = pretrained_location(path)
-    if not extra:
-        _check_architecture(path, config.trust_remote_code)
+    location = _pretrained_args(path, config.trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelError(f"{path}: cannot load tokenizer: {' '.join(str(err).split())}") from None
     if tokenizer.pad_token_id is None:
@@ -92,10 +153,10 @@ def load_model(
     """
     import transformers
 
-    location, extra = pretrained_location(path)
+    location = _pretrained_args(path, config.trust_remote_code)
     classify = config.task == "sequence-classification"
     auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
-    kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code, **extra}
+    kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code}
     if classify and label_names:
         kwargs["num_labels"] = len(label_names)
         kwargs["id2label"] = dict(enumerate(label_names))
@@ -116,16 +177,44 @@ def load_model(
         model = auto.from_pretrained(location, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(f"{path}: cannot load model: {str(err).splitlines()[0]}") from None
-    if "gguf_file" in extra:
-        # GGUF weights are dequantized on load; drop the quantizer so the model saves as plain
-        # safetensors like any other checkpoint.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.is_quantized = False
     if classify and pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def check_target_modules(path: Path, config: LLMConfig) -> None:
+    """Refuse LoRA ``target_modules`` the model does not have, reading module names on the meta
+    device (from the model's config; no weights are loaded).
+
+    Raises:
+        ConfigError: naming the missing modules and the model's linear layers.
+        ModelError: the model's config cannot be read.
+    """
+    targets = config.lora.target_modules
+    if config.method not in ("lora", "dora", "qlora") or targets == "all-linear":
+        return
+    import transformers
+
+    remote = config.model.trust_remote_code
+    location = _pretrained_args(path, remote)
+    classify = config.model.task == "sequence-classification"
+    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
+    try:
+        model_config = transformers.AutoConfig.from_pretrained(location, trust_remote_code=remote)
+        with torch.device("meta"):
+            model = auto.from_config(model_config, trust_remote_code=remote)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"{path}: cannot read the model's config: {str(err).splitlines()[0]}") from None
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(name == t or name.endswith(f".{t}") for name in names)]
+    if missing:
+        linear = sorted(
+            {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+        )
+        raise ConfigError(
+            f"trainer.lora.target_modules: {', '.join(map(repr, missing))} not in the model {path} "
+            f"(its linear layers: {', '.join(linear)})"
+        )
 
 
 def prepare_for_training(model, config: LLMConfig):

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -31,10 +32,11 @@ from kubetune.backends.local.metrics_file import read_progress
 from kubetune.client.types import Event, Job, JobOutputs, JobStatus, Runtime, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
 from kubetune.initializers.run import check_initializer
+from kubetune.initializers.sources import StorageLocation
 from kubetune.runtimes import apply_runtime, list_runtimes, unknown_runtime
 from kubetune.spec.initializer import InitializerSpec
 from kubetune.spec.job import JobSpec
-from kubetune.trainer.preflight import preflight
+from kubetune.trainer.preflight import Source, local_path, preflight_problems
 
 HOME_ENV = "KUBETUNE_HOME"
 #: ``<run>/output`` moved aside by a replacing job becomes ``<run>/output.prev-<UTC timestamp>``.
@@ -120,37 +122,53 @@ class LocalBackend(RuntimeBackend):
 
     # submission
     def check(self, spec: JobSpec) -> None:
-        """Everything that can be checked before launching: raises ConfigError naming the field."""
-        if spec.runtime is not None:
-            self.get_runtime(spec.runtime)
-        if spec.resources.gpu:
-            import torch
+        """Everything that can be checked before launching.
 
-            have = torch.cuda.device_count()
-            if have < spec.resources.gpu:
-                raise ConfigError(
-                    f"resources.gpu: {spec.resources.gpu} GPUs per node requested, this machine has {have}"
-                )
-        if spec.initializer is not None:
-            for kind in ("model", "dataset"):
-                source = getattr(spec.initializer, kind)
-                if source is not None:
-                    check_local_initializer(source, f"initializer.{kind}")
+        Raises:
+            KubetuneError: the first of :meth:`problems` (naming the field, file, row and column).
+        """
+        problems = self.problems(spec)
+        if problems:
+            raise problems[0]
+
+    def problems(self, spec: JobSpec) -> list[KubetuneError]:
+        """Every problem that would stop ``spec`` here, checked without launching anything.
+
+        Runtime, GPUs, initializer sources, the model and dataset (files, format, a sample of
+        rows, tokenizer, LoRA target modules: :func:`~kubetune.trainer.preflight.preflight_problems`),
+        and the run directory (in use, writable, free disk). ``kubetune validate`` prints them all.
+        """
+        problems: list[KubetuneError] = []
+
+        def attempt(check, *args) -> None:
+            try:
+                check(*args)
+            except KubetuneError as err:
+                problems.append(err)
+
+        if spec.runtime is not None:
+            attempt(self.get_runtime, spec.runtime)
+        attempt(_check_gpus, spec.resources.gpu)
+        sources = spec.initializer
+        for kind in ("model", "dataset"):
+            source = getattr(sources, kind) if sources is not None else None
+            if source is not None:
+                attempt(check_local_initializer, source, f"initializer.{kind}")
+        model = None
         if spec.trainer_kind == "builtin":
-            sources = spec.initializer
-            if spec.trainer.model.path is None and (sources is None or sources.model is None):
-                raise ConfigError("trainer.model.path: no model given and no model initializer")
-            if spec.trainer.dataset.path is None and (sources is None or sources.dataset is None):
-                raise ConfigError("trainer.dataset.path: no dataset given and no dataset initializer")
-            preflight(
-                spec.trainer,
-                model_fetched=sources is not None and sources.model is not None,
-                dataset_fetched=sources is not None and sources.dataset is not None,
-            )
+            model, dataset, missing = _builtin_sources(spec)
+            problems += missing + preflight_problems(spec.trainer, model, dataset)
+        attempt(self._check_run_dir, spec, model)
+        return problems
+
+    def _check_run_dir(self, spec: JobSpec, model: Source | None) -> None:
         run_dir = self.run_dir_of(spec)
         for other, other_dir in self.store.active_run_dirs().items():
-            if Path(other_dir) == run_dir:
+            if Path(other_dir) == run_dir and other != spec.name:
                 raise ConfigError(f"output_dir: {run_dir} is in use by running job {other!r}")
+        check_writable(run_dir, "output_dir" if spec.output_dir is not None else "--home")
+        if model is not None:
+            check_free_space(run_dir, spec, model)
 
     def run_dir_of(self, spec: JobSpec) -> Path:
         """The job's run directory: the spec's ``output_dir`` or ``<home>/runs/<name>``."""
@@ -391,6 +409,102 @@ def _disk_usage(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += (Path(root) / file).lstat().st_size
     return total
+
+
+def _check_gpus(wanted: int | None) -> None:
+    if wanted:
+        import torch
+
+        have = torch.cuda.device_count()
+        if have < wanted:
+            raise ConfigError(f"resources.gpu: {wanted} GPUs per node requested, this machine has {have}")
+
+
+def _builtin_sources(spec: JobSpec) -> tuple[Source | None, Source | None, list[KubetuneError]]:
+    """A builtin job's local model and dataset to check (the paths it names, or the local sources
+    its initializers copy; None when fetched from afar), and the problem of naming neither."""
+    sources = spec.initializer
+    problems: list[KubetuneError] = []
+    found: dict[str, Source | None] = {}
+    for kind in ("model", "dataset"):
+        path = getattr(spec.trainer, kind).path
+        initializer = getattr(sources, kind) if sources is not None else None
+        found[kind] = None
+        if initializer is not None:
+            found[kind] = _local_source(initializer, f"initializer.{kind}.storage_uri")
+        elif path is not None:
+            found[kind] = Source(f"trainer.{kind}.path", path)
+        else:
+            problems.append(ConfigError(f"trainer.{kind}.path: no {kind} given and no {kind} initializer"))
+    return found["model"], found["dataset"], problems
+
+
+def _local_source(initializer: InitializerSpec, field: str) -> Source | None:
+    """The user's own copy of what an initializer fetches, when it is on this machine (checked
+    there, so errors name the user's file, not the run directory's copy)."""
+    location = StorageLocation.parse(initializer.storage_uri)
+    if location.scheme == "file":
+        return Source(field, location.location)
+    if location.scheme == "pkg":
+        return Source(field, initializer.storage_uri)
+    return None
+
+
+def check_writable(run_dir: Path, field: str) -> None:
+    """The run directory exists and is writable, or can be created.
+
+    Raises:
+        ConfigError: it (or what is in its way) is a file, or the nearest existing folder is
+            not writable.
+    """
+    existing = run_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == run_dir else f"is under a file ({existing})"
+        raise ConfigError(f"{field}: {run_dir} {what}; choose a folder")
+    writable = os.access(existing, os.W_OK | os.X_OK)
+    if writable and existing == run_dir and (run_dir / "output").exists():
+        writable = os.access(run_dir / "output", os.W_OK | os.X_OK)
+    if not writable or not _can_create_in(existing):
+        raise ConfigError(f"{field}: cannot write to {run_dir} ({existing} is not writable)")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (os.access says yes for /proc to root)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def check_free_space(run_dir: Path, spec: JobSpec, model: Source) -> None:
+    """The disk under the run directory has room for the outputs: the merged model and, for a full
+    fine-tune with checkpoints, weights plus optimizer state per kept checkpoint.
+
+    Raises:
+        ConfigError: fewer bytes free than the estimate (both printed).
+    """
+    try:
+        weights = _disk_usage(local_path(model))
+    except KubetuneError:
+        return  # reported by the model check
+    training = spec.trainer.training
+    need = weights if spec.trainer.output.save_merged else 0
+    if spec.trainer.method == "full" and training.checkpoint_every is not None:
+        need += 3 * weights * (training.keep_checkpoints or 1)  # weights + two Adam moments each
+    existing = run_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise ConfigError(
+            f"output_dir: {run_dir} has {free / 2**30:.1f} GiB free; this job writes about {need / 2**30:.1f} GiB "
+            "(merged model, checkpoints)"
+        )
 
 
 def check_local_initializer(source: InitializerSpec, field: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from kubetune.errors import DataError
 from kubetune.spec.trainer import DatasetConfig
 from kubetune.trainer.data.formats import Example, Tokenizer, class_names, map_columns
-from kubetune.trainer.data.readers import read_rows
+from kubetune.trainer.data.readers import DatasetRows, read_rows
 
 
 @dataclass
@@ -24,15 +24,27 @@ class PreparedData:
     label_names: list[str] | None = None
 
 
-def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int, seed: int) -> PreparedData:
-    """Read, map, validate and tokenize the dataset at ``path``; split off the eval share.
+@dataclass
+class TokenizedRows:
+    """The examples rows became, and what was cut or dropped on the way."""
+
+    examples: list[Example]
+    truncated: int
+    dropped_without_targets: int
+    label_names: list[str] | None
+
+
+def tokenize_rows(
+    read: DatasetRows, config: DatasetConfig, path: Path, tokenizer, max_seq_len: int
+) -> TokenizedRows:
+    """Map, check and tokenize rows; drop those left without a target token.
+
+    The pre-launch check runs this on a sample of rows, the trainer on all of them.
 
     Raises:
-        DataError: unreadable files, missing columns, invalid rows, or no usable example.
+        DataError: missing columns, invalid rows, no chat template for ``messages``, or no
+            example with a target token left.
     """
-    read = read_rows(path)
-    if config.max_samples is not None:
-        read = read.head(config.max_samples)
     rows = map_columns(read.rows, config, read.places)
     label_names = class_names(rows, config, read.places, str(path)) if config.format == "classification" else None
     tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
@@ -49,6 +61,20 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
             f"{path}: no example has a target token left (all {len(rows)} rows were dropped; "
             f"is training.max_seq_len={max_seq_len} shorter than the prompts?)"
         )
+    return TokenizedRows(examples, tokenize.truncated, dropped, label_names)
+
+
+def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int, seed: int) -> PreparedData:
+    """Read, map, validate and tokenize the dataset at ``path``; split off the eval share.
+
+    Raises:
+        DataError: unreadable files, missing columns, invalid rows, or no usable example.
+    """
+    read = read_rows(path)
+    if config.max_samples is not None:
+        read = read.head(config.max_samples)
+    tokenized = tokenize_rows(read, config, path, tokenizer, max_seq_len)
+    examples = tokenized.examples
     eval_examples: list[Example] = []
     if config.eval_fraction > 0:
         order = list(range(len(examples)))
@@ -59,4 +85,11 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
         eval_ids = set(order[:n_eval])
         eval_examples = [ex for i, ex in enumerate(examples) if i in eval_ids]
         examples = [ex for i, ex in enumerate(examples) if i not in eval_ids]
-    return PreparedData(examples, eval_examples, len(rows), tokenize.truncated, dropped, label_names)
+    return PreparedData(
+        examples,
+        eval_examples,
+        len(read),
+        tokenized.truncated,
+        tokenized.dropped_without_targets,
+        tokenized.label_names,
+    )
