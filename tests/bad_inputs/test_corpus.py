@@ -57,6 +57,13 @@ class JobCase:
 
 
 JOB_CASES = [
+    JobCase("empty-yaml", "{job}: the job file is empty (a job needs at least a trainer or a runtime)", raw=b""),
+    JobCase(
+        "comments-only-yaml",
+        "{job}: the job file is empty (a job needs at least a trainer or a runtime)",
+        raw=b"# a job file\n",
+        command="train",
+    ),
     JobCase("duplicate-key", "{job}: duplicate key 'name' at line 2", raw=b"name: a\nname: b\n"),
     JobCase(
         "duplicate-nested-key", "{job}: duplicate key 'r' at line 4", raw=b"trainer:\n  lora:\n    r: 4\n    r: 8\n"
@@ -454,13 +461,16 @@ def test_dataset_or_model_is_refused_by_the_trainer(
     assert not run.exists()
 
 
-@pytest.mark.parametrize("command", ["validate", "train"])
 @pytest.mark.parametrize("case", [case for case in DATA_CASES if case.before_launch], ids=lambda case: case.id)
-def test_dataset_or_model_is_refused_before_launch_by_the_cli(
-    case: DataCase, command: str, tmp_path, isolated_kubetune_home, tiny_model_dir, no_template_model_dir
+def test_dataset_or_model_is_refused_before_launch_by_validate_and_train(
+    case: DataCase, tmp_path, isolated_kubetune_home, tiny_model_dir, no_template_model_dir
 ):
     """`kubetune validate` and `kubetune train` run the same pre-launch checks: the same one line, exit 2,
-    no job recorded, no run directory made."""
+    no job recorded, no run directory made. (The CLI runs in this process: the heavy imports are paid once.)"""
+    from typer.testing import CliRunner
+
+    from kubetune.cli.main import app
+
     data = tmp_path / f"data{case.suffix}"
     data.write_bytes(case.content)
     model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
@@ -472,22 +482,11 @@ def test_dataset_or_model_is_refused_before_launch_by_the_cli(
     job["trainer"]["model"]["path"] = model
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump(job), encoding="utf-8")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetune.cli",
-            command,
-            "-f",
-            str(config),
-            *(["--detach"] if command == "train" else []),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "KUBETUNE_HOME": str(isolated_kubetune_home), "COLUMNS": "1000"},
-    )
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.strip().splitlines() == ["error: " + case.message.format(data=data, model=model)]
-    assert not run.exists()
-    assert LocalBackend(isolated_kubetune_home).list_jobs() == []
+    for command in ("validate", "train"):
+        result = CliRunner().invoke(
+            app, [command, "-f", str(config), "--home", str(isolated_kubetune_home)], env={"COLUMNS": "1000"}
+        )
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.strip().splitlines() == ["error: " + case.message.format(data=data, model=model)], command
+        assert not run.exists()
+        assert LocalBackend(isolated_kubetune_home).list_jobs() == []

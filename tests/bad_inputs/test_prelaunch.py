@@ -67,7 +67,10 @@ def test_unwritable_output_dir_is_one_line_exit_2(tmp_path, isolated_kubetune_ho
     data = tmp_path / "data.jsonl"
     data.write_bytes(jsonl(GOOD_ROWS))
     if where == "proc":
-        run, expected = Path("/proc/kubetune-run"), "output_dir: cannot write to /proc/kubetune-run (/proc is not writable)"
+        run, expected = (
+            Path("/proc/kubetune-run"),
+            "output_dir: cannot write to /proc/kubetune-run (/proc is not writable)",
+        )
     else:
         (tmp_path / "a-file").write_text("x")
         run = tmp_path / "a-file" / "run"
