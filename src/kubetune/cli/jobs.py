@@ -1,4 +1,4 @@
-"""Job commands: ``kubetune jobs``, ``logs``, ``wait``, ``delete``, ``runtimes``.
+"""Job commands: ``kubetune jobs``, ``describe``, ``events``, ``logs``, ``wait``, ``delete``, ``runtimes``.
 
 They talk to the local backend through :class:`~kubetune.client.TrainerClient`; its data
 directory is ``--home``, else ``$KUBETUNE_HOME``, else ``~/.kubetune``.
@@ -6,18 +6,21 @@ directory is ``--home``, else ``$KUBETUNE_HOME``, else ``~/.kubetune``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
-from kubetune.errors import ConfigError
+from kubetune.errors import ConfigError, KubetuneError
 
 Home = Annotated[
     Path | None,
@@ -36,6 +39,55 @@ Namespace = Annotated[
     ),
 ]
 JobName = Annotated[str, typer.Argument(help="Job name.")]
+Output = Annotated[
+    str | None,
+    typer.Option("--output", "-o", help="'wide' (more columns, names never cut) or 'json' (for scripts)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (the same as -o json).")]
+
+
+def output_format(output: str | None, as_json: bool) -> str:
+    """``table``, ``wide`` or ``json`` from the ``-o``/``--json`` options.
+
+    Raises:
+        ConfigError: an unknown ``-o`` value.
+    """
+    if as_json:
+        return "json"
+    if output in (None, "table"):
+        return "table"
+    if output not in ("wide", "json"):
+        raise ConfigError(f"--output: {output!r} is not 'wide' or 'json'")
+    return output
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout (paths, times and enums as strings)."""
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def job_record(job: Job) -> dict[str, Any]:
+    """A job as plain JSON-ready data (what ``--json`` prints)."""
+    record = dataclasses.asdict(job)
+    record["output_dir"] = job.output_dir
+    return record
+
+
+def _table(*columns: str, wide: bool) -> Table:
+    """A table whose first column (the name) wraps instead of being cut; ``wide`` never wraps."""
+    table = Table(*columns, expand=False)
+    table.columns[0].overflow = "fold"
+    if wide:
+        for column in table.columns:
+            column.no_wrap = True
+    return table
+
+
+def _print_table(table: Table, wide: bool) -> None:
+    if wide:
+        Console(width=100_000, soft_wrap=True).print(table)  # as wide as the rows are
+    else:
+        console.print(table)
 
 
 def make_client(home: Path | None, backend: str = "local", namespace: str | None = None) -> TrainerClient:
@@ -89,22 +141,141 @@ def report_end(job: Job) -> int:
     return 1
 
 
-def jobs(home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
-    """List jobs with their status and training progress."""
-    table = Table("NAME", "STATUS", "KIND", "NODES", "STEP", "PROGRESS", "AGE", "REASON")
-    for job in make_client(home, backend, namespace).list_jobs():
+def jobs(
+    output: Output = None,
+    as_json: Json = False,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """List jobs with their status and training progress (-o wide: run directory and message too)."""
+    fmt = output_format(output, as_json)
+    listed = make_client(home, backend, namespace).list_jobs()
+    if fmt == "json":
+        print_json([job_record(job) for job in listed])
+        return
+    wide = fmt == "wide"
+    columns = ["NAME", "STATUS", "KIND", "NODES", "STEP", "PROGRESS", "AGE", "REASON"]
+    table = _table(*columns, *(["RUN DIR", "MESSAGE"] if wide else []), wide=wide)
+    for job in listed:
         step = f"{job.progress.step}/{job.progress.total_steps}" if job.progress else "-"
-        table.add_row(
+        ended_badly = job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        row = [
             job.name,
             job.status.value,
             job.trainer_kind,
             f"{job.num_nodes}x{job.procs_per_node}",
             step,
-            describe_progress(job) or "-",
+            describe_progress(job) or job.phase or "-",
             _age(job),
-            job.reason if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else "",
-        )
+            job.reason if ended_badly else "",
+        ]
+        if wide:
+            row += [str(job.run_dir or "-"), job.message or ""]
+        table.add_row(*row)
+    _print_table(table, wide)
+
+
+def events(
+    name: JobName,
+    as_json: Json = False,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """What happened to a job, in order: status changes, steps starting and ending, warnings."""
+    found = make_client(home, backend, namespace).get_job_events(name)
+    if as_json:
+        print_json([dataclasses.asdict(event) for event in found])
+        return
+    table = _table("TIME", "TYPE", "REASON", "MESSAGE", wide=False)
+    for event in found:
+        table.add_row(event.time.isoformat(timespec="seconds"), event.type, event.reason, event.message)
     console.print(table)
+
+
+def _config_summary(job: Job) -> dict[str, Any] | None:
+    """Model, dataset, method and loop of a builtin job, from the resolved ``output/config.yaml``."""
+    from kubetune.spec.job import load_job_file
+
+    config = job.output_dir / "config.yaml" if job.output_dir is not None else None
+    if job.trainer_kind != "builtin" or config is None or not config.is_file():
+        return None
+    try:
+        trainer = load_job_file(config).trainer
+    except KubetuneError:
+        return None
+    training = trainer.training
+    return {
+        "model": trainer.model.path or "<run>/model (initializer)",
+        "dataset": f"{trainer.dataset.path or '<run>/dataset (initializer)'} ({trainer.dataset.format})",
+        "method": trainer.method,
+        "training": f"max_steps {training.max_steps}, epochs {training.epochs:g}, batch {training.batch_size}, "
+        f"lr {training.learning_rate:g}, max_seq_len {training.max_seq_len}",
+    }
+
+
+def describe(
+    name: JobName,
+    as_json: Json = False,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """Everything about one job: status and reason, config summary, steps, progress, outputs, events."""
+    client = make_client(home, backend, namespace)
+    job = client.get_job(name)
+    found = client.get_job_events(name)
+    outputs = client.get_job_outputs(name)
+    summary = _config_summary(job)
+    if as_json:
+        print_json(
+            {
+                **job_record(job),
+                "config": summary,
+                "outputs": dataclasses.asdict(outputs),
+                "events": [dataclasses.asdict(event) for event in found],
+            }
+        )
+        return
+    status = f"{job.status.value} ({job.reason})" if job.reason else job.status.value
+    progress = job.progress
+    fields = [
+        ("Name", job.name),
+        ("Status", status),
+        ("Message", job.message),
+        ("Phase", job.phase),
+        ("Kind", job.trainer_kind + (f", runtime {job.runtime}" if job.runtime else "")),
+        ("Nodes", f"{job.num_nodes} x {job.procs_per_node} processes"),
+        ("Created", job.created_at.isoformat(timespec="seconds")),
+        ("Started", job.started_at.isoformat(timespec="seconds") if job.started_at else None),
+        ("Finished", job.finished_at.isoformat(timespec="seconds") if job.finished_at else None),
+        (
+            "Progress",
+            f"step {job.progress.step}/{job.progress.total_steps} {describe_progress(job)}" if job.progress else None,
+        ),
+        ("Run dir", job.run_dir),
+    ]
+    for label, value in fields:
+        if value is not None:
+            console.print(f"{label + ':':<10} {value}", highlight=False)
+    if summary:
+        console.print("Config:")
+        for label, value in summary.items():
+            console.print(f"  {label + ':':<9} {value}", highlight=False)
+    console.print("Steps:")
+    for step in job.steps:
+        code = f" (exit {step.exit_code})" if step.exit_code is not None else ""
+        console.print(f"  {step.name:<20} {step.status.value}{code}", highlight=False)
+    where = ", ".join(outputs.locations) or "none yet"
+    console.print(f"Outputs:   {where} ({format_size(outputs.size_bytes)})", highlight=False)
+    for label, sub in (("adapter", "adapter"), ("merged", "merged"), ("loss curve", "loss.png")):
+        if job.output_dir is not None and (job.output_dir / sub).exists():
+            console.print(f"  {label + ':':<11} {job.output_dir / sub}", highlight=False)
+    console.print("Events:")
+    for event in found:
+        stamp = event.time.isoformat(timespec="seconds")
+        console.print(f"  {stamp}  {event.type:<7} {event.reason:<18} {event.message}", highlight=False)
 
 
 def logs(
@@ -124,7 +295,7 @@ def logs(
 
 def wait(
     name: JobName,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 86400.0,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds (default: wait).")] = None,
     home: Home = None,
     backend: Backend = "local",
     namespace: Namespace = None,
@@ -177,12 +348,38 @@ def delete(
     console.print(f"deleted {name}{kept}", soft_wrap=True, highlight=False)
 
 
-def runtimes(home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
-    """List the runtimes from the catalog: model family, method, model and default scale."""
-    table = Table("NAME", "FAMILY", "METHOD", "MODEL", "NODES", "PROCS/NODE", "GPUS/NODE")
-    for runtime in make_client(home, backend, namespace).list_runtimes():
+RUNTIME_FIELDS = (
+    "name",
+    "family",
+    "method",
+    "model_uri",
+    "description",
+    "image",
+    "num_nodes",
+    "procs_per_node",
+    "resources_per_node",
+)
+
+
+def runtimes(
+    output: Output = None,
+    as_json: Json = False,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """List the runtimes from the catalog: model family, method, model and default scale (-o wide: image too)."""
+    fmt = output_format(output, as_json)
+    listed = make_client(home, backend, namespace).list_runtimes()
+    if fmt == "json":
+        print_json([{key: getattr(runtime, key) for key in RUNTIME_FIELDS} for runtime in listed])
+        return
+    wide = fmt == "wide"
+    columns = ["NAME", "FAMILY", "METHOD", "MODEL", "NODES", "PROCS/NODE", "GPUS/NODE"]
+    table = _table(*columns, *(["IMAGE", "DESCRIPTION"] if wide else []), wide=wide)
+    for runtime in listed:
         limits = runtime.resources_per_node.get("limits") or {}
-        table.add_row(
+        row = [
             runtime.name,
             runtime.family or "-",
             runtime.method,
@@ -190,5 +387,8 @@ def runtimes(home: Home = None, backend: Backend = "local", namespace: Namespace
             str(runtime.num_nodes),
             str(runtime.procs_per_node),
             str(limits.get("nvidia.com/gpu", 0)),
-        )
-    console.print(table)
+        ]
+        if wide:
+            row += [runtime.image or "-", runtime.description]
+        table.add_row(*row)
+    _print_table(table, wide)

@@ -16,6 +16,24 @@ from kubetune.errors import KubetuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune LLMs, locally or on Kubernetes.")
 
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from kubetune import __version__
+
+        typer.echo(f"kubetune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Fine-tune LLMs, locally or on Kubernetes."""
+
+
 JobFile = Annotated[Path, typer.Option("--file", "-f", help="Job YAML file.", dir_okay=False)]
 
 
@@ -114,6 +132,8 @@ def train(
 
 for _command in (
     job_commands.jobs,
+    job_commands.describe,
+    job_commands.events,
     job_commands.logs,
     job_commands.wait,
     job_commands.delete,

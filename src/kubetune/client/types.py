@@ -143,7 +143,9 @@ class Job:
 
     ``reason`` and ``message`` explain a Failed or Cancelled job. ``run_dir`` holds ``model/``,
     ``dataset/`` and ``output/``; ``output_dir`` is ``run_dir/output`` (metrics, checkpoints,
-    ``adapter/``, ``merged/``, ``loss.png``).
+    ``adapter/``, ``merged/``, ``loss.png``). ``phase`` says what an active job is doing
+    (``fetching model``, ``loading model``, ``tokenizing 164 rows``, ``compiling``, ``training``,
+    ``exporting``), from its steps and the trainer's phase record; None when not known.
     """
 
     name: str
@@ -160,6 +162,7 @@ class Job:
     run_dir: Path | None = None
     steps: list[Step] = field(default_factory=list)
     progress: Progress | None = None
+    phase: str | None = None
 
     @property
     def output_dir(self) -> Path | None:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from kubetune.spec.job import JobSpec, write_job_file
+from kubetune.spec.progress import Phase, write_phase
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kubetune.trainer.data.pipeline import prepare_data
@@ -62,6 +63,13 @@ def say(ctx: DistributedContext, message: str) -> None:
         print(message, flush=True)
 
 
+def phase(ctx: DistributedContext, output_dir: Path, name: Phase, detail: str | None = None) -> None:
+    """Record the phase for watchers (rank 0), once a backend has made the output folder: a run
+    without one (``fine_tune``) has no watcher, and a rejected job must leave no output behind."""
+    if ctx.is_main and output_dir.is_dir():
+        write_phase(output_dir, name, detail)
+
+
 def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     """Fine-tune as ``spec.trainer`` says, writing everything under ``run_dir/output``.
 
@@ -87,8 +95,16 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
 
     model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, run_dir / "dataset", "trainer.dataset.path")
+    phase(ctx, output_dir, Phase.LOADING_MODEL, "tokenizer")
     tokenizer = load_tokenizer(model_path, config.model)
-    data = prepare_data(config.dataset, dataset_path, tokenizer, training.max_seq_len, training.seed)
+    data = prepare_data(
+        config.dataset,
+        dataset_path,
+        tokenizer,
+        training.max_seq_len,
+        training.seed,
+        on_read=lambda rows: phase(ctx, output_dir, Phase.TOKENIZING, f"{rows} rows"),
+    )
     say(
         ctx,
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
@@ -97,6 +113,7 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     )
 
     quantize_on = ctx.device if config.method == "qlora" else None
+    phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
     model = load_model(
         model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
     )
@@ -150,6 +167,7 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
             )
             say(ctx, f"checkpoint: {path}")
 
+    phase(ctx, output_dir, Phase.COMPILING if training.compile else Phase.TRAINING)
     losses = loop.run_loop(
         model,
         stream,
@@ -164,6 +182,7 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         eval_examples=data.eval,
         on_step_end=checkpoint,
     )
+    phase(ctx, output_dir, Phase.EXPORTING)
     adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, spec, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, output_dir / "loss.png")

@@ -36,6 +36,7 @@ from kubetune.initializers.sources import StorageLocation
 from kubetune.runtimes import apply_runtime, list_runtimes, unknown_runtime
 from kubetune.spec.initializer import InitializerSpec
 from kubetune.spec.job import JobSpec
+from kubetune.spec.progress import read_phase
 from kubetune.trainer.preflight import Source, local_path, preflight_problems
 
 HOME_ENV = "KUBETUNE_HOME"
@@ -297,6 +298,8 @@ class LocalBackend(RuntimeBackend):
             job = self._record(job.name).job
         if job.run_dir is not None and job.trainer_kind == "builtin":
             job.progress = read_progress(job.run_dir / "output")
+            if not job.status.is_terminal:
+                job.phase = _phase(job)
         return job
 
     @staticmethod
@@ -409,6 +412,15 @@ def _disk_usage(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += (Path(root) / file).lstat().st_size
     return total
+
+
+def _phase(job: Job) -> str | None:
+    """What an active job is doing: fetching (its initializer steps), else the trainer's phase record."""
+    for step in job.steps:
+        if step.status == StepStatus.RUNNING and step.name.endswith("-initializer"):
+            return f"fetching {step.name.removesuffix('-initializer')}"
+    record = read_phase(job.run_dir / "output")
+    return record.describe() if record is not None else None
 
 
 def _check_gpus(wanted: int | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,7 @@ class TokenizedRows:
     label_names: list[str] | None
 
 
-def tokenize_rows(
-    read: DatasetRows, config: DatasetConfig, path: Path, tokenizer, max_seq_len: int
-) -> TokenizedRows:
+def tokenize_rows(read: DatasetRows, config: DatasetConfig, path: Path, tokenizer, max_seq_len: int) -> TokenizedRows:
     """Map, check and tokenize rows; drop those left without a target token.
 
     The pre-launch check runs this on a sample of rows, the trainer on all of them.
@@ -64,8 +63,17 @@ def tokenize_rows(
     return TokenizedRows(examples, tokenize.truncated, dropped, label_names)
 
 
-def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int, seed: int) -> PreparedData:
+def prepare_data(
+    config: DatasetConfig,
+    path: Path,
+    tokenizer,
+    max_seq_len: int,
+    seed: int,
+    on_read: Callable[[int], None] | None = None,
+) -> PreparedData:
     """Read, map, validate and tokenize the dataset at ``path``; split off the eval share.
+
+    ``on_read(rows)`` is called once the rows are read, before tokenizing them.
 
     Raises:
         DataError: unreadable files, missing columns, invalid rows, or no usable example.
@@ -73,6 +81,8 @@ def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int,
     read = read_rows(path)
     if config.max_samples is not None:
         read = read.head(config.max_samples)
+    if on_read is not None:
+        on_read(len(read))
     tokenized = tokenize_rows(read, config, path, tokenizer, max_seq_len)
     examples = tokenized.examples
     eval_examples: list[Example] = []
