@@ -252,7 +252,7 @@ def describe(
         ("Finished", job.finished_at.isoformat(timespec="seconds") if job.finished_at else None),
         (
             "Progress",
-            f"step {job.progress.step}/{job.progress.total_steps} {describe_progress(job)}" if job.progress else None,
+            f"step {progress.step}/{progress.total_steps} {describe_progress(job)}" if progress else None,
         ),
         ("Run dir", job.run_dir),
     ]
