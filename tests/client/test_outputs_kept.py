@@ -9,7 +9,6 @@ import pytest
 import yaml
 from tests.bad_inputs.test_corpus import GOOD_ROWS, jsonl
 from tests.client.test_sdk_cli_jobs import kubetune
-from tests.faults.jobs import tiny_model
 
 from kubetune.backends.local import LocalBackend
 from kubetune.cli.jobs import format_size
@@ -121,11 +120,6 @@ def test_sdk_replace_moves_the_earlier_outputs_aside_and_refuses_a_running_job(
         client.prepare_replacement(JobSpec.model_validate({"name": "busy", "output_dir": str(tmp_path / "busy")}))
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, smollm2_dir) -> Path:
-    return tiny_model(smollm2_dir, tmp_path_factory.mktemp("tiny") / "model")
-
-
 def _job_file(tmp_path: Path, model: Path, run: Path | None) -> Path:
     data = tmp_path / "data.jsonl"
     data.write_bytes(jsonl(GOOD_ROWS))
@@ -146,10 +140,10 @@ def _job_file(tmp_path: Path, model: Path, run: Path | None) -> Path:
 
 
 @pytest.mark.parametrize("own_dir", [False, True], ids=["kubetune-run-dir", "output_dir"])
-def test_cli_train_replace_keeps_the_earlier_model(tmp_path: Path, tiny: Path, own_dir: bool):
+def test_cli_train_replace_keeps_the_earlier_model(tmp_path: Path, tiny_model_dir: Path, own_dir: bool):
     home = tmp_path / "home"
     run = tmp_path / "run" if own_dir else home / "runs" / "redo"
-    job = _job_file(tmp_path, tiny, run if own_dir else None)
+    job = _job_file(tmp_path, tiny_model_dir, run if own_dir else None)
     first = kubetune(home, "train", "-f", str(job))
     assert first.returncode == 0, first.stderr
     first_model = (run / "output" / "merged" / "model.safetensors").read_bytes()
