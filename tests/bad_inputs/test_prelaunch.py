@@ -15,6 +15,7 @@ import yaml
 from kubetune.backends.local import LocalBackend
 from kubetune.client import BuiltinTrainer, Initializer, LLMConfig, Name, TrainerClient
 from kubetune.errors import ConfigError, DataError
+from kubetune.spec.job import JobSpec
 from tests.bad_inputs.test_corpus import GOOD_ROWS, base_job, jsonl
 
 
@@ -39,12 +40,14 @@ def test_validate_reports_every_problem_not_only_the_first(tmp_path, isolated_ku
     blocker.write_text("x")
     empty_folder = tmp_path / "no-data"
     empty_folder.mkdir()
-    job = write_job(tmp_path, base_job(tmp_path / "no-model", empty_folder, blocker / "run"))
+    job = base_job(tmp_path / "no-model", empty_folder, blocker / "run")
+    job["resources"] = {"gpu": 64}
 
-    result = cli(isolated_kubetune_home, "validate", "-f", str(job))
+    result = cli(isolated_kubetune_home, "validate", "-f", str(write_job(tmp_path, job)))
 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
+        "error: resources.gpu: 64 GPUs per node requested, this machine has 0",
         f"error: trainer.model.path: model not found: {tmp_path / 'no-model'}",
         f"error: {empty_folder}: no dataset files (.jsonl, .json, .csv, .parquet, .txt) in this folder",
         f"error: output_dir: {blocker / 'run'} is under a file ({blocker}); choose a folder",
@@ -121,3 +124,27 @@ def test_llm_config_built_directly_raises_a_one_line_config_error():
         "invalid LLMConfig: lora.r: Input should be a valid integer, unable to parse string as an integer "
         "(got 'four'); training.learning_rate: Input should be greater than 0 (got 0)"
     )
+
+
+def test_too_little_free_disk_for_the_outputs_is_refused_before_launch(tmp_path, tiny_model_dir, monkeypatch):
+    import shutil
+
+    import kubetune.backends.local.backend as local_backend
+
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(jsonl(GOOD_ROWS))
+    job = base_job(tiny_model_dir, data, tmp_path / "run")
+    job["trainer"]["method"] = "full"
+    job["trainer"]["training"].update(checkpoint_every=1, keep_checkpoints=2)
+    spec = JobSpec.model_validate(job)
+    weights = sum(f.stat().st_size for f in tiny_model_dir.iterdir())
+    need = weights + 3 * weights * 2  # merged model + (weights + two Adam moments) per kept checkpoint
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(local_backend.shutil, "disk_usage", lambda _: usage._replace(free=need - 1))
+    backend = LocalBackend(tmp_path / "home")
+    assert [str(problem) for problem in backend.problems(spec)] == [
+        f"output_dir: {tmp_path / 'run'} has {(need - 1) / 2**20:,.1f} MiB free; this job writes about "
+        f"{need / 2**20:,.1f} MiB (merged model, checkpoints)"
+    ]
+    monkeypatch.setattr(local_backend.shutil, "disk_usage", lambda _: usage._replace(free=need))
+    assert backend.problems(spec) == []

@@ -514,7 +514,7 @@ def check_free_space(run_dir: Path, spec: JobSpec, model: Source) -> None:
     free = shutil.disk_usage(existing).free
     if free < need:
         raise ConfigError(
-            f"output_dir: {run_dir} has {free / 2**30:.1f} GiB free; this job writes about {need / 2**30:.1f} GiB "
+            f"output_dir: {run_dir} has {free / 2**20:,.1f} MiB free; this job writes about {need / 2**20:,.1f} MiB "
             "(merged model, checkpoints)"
         )
 
