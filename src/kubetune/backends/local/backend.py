@@ -165,7 +165,7 @@ class LocalBackend(RuntimeBackend):
     def _check_run_dir(self, spec: JobSpec, model: Source | None) -> None:
         run_dir = self.run_dir_of(spec)
         for other, other_dir in self.store.active_run_dirs().items():
-            if Path(other_dir) == run_dir and other != spec.name:
+            if Path(other_dir) == run_dir:
                 raise ConfigError(f"output_dir: {run_dir} is in use by running job {other!r}")
         check_writable(run_dir, "output_dir" if spec.output_dir is not None else "--home")
         if model is not None:
