@@ -135,6 +135,7 @@ def test_too_little_free_disk_for_the_outputs_is_refused_before_launch(tmp_path,
     data.write_bytes(jsonl(GOOD_ROWS))
     job = base_job(tiny_model_dir, data, tmp_path / "run")
     job["trainer"]["method"] = "full"
+    del job["trainer"]["lora"]
     job["trainer"]["training"].update(checkpoint_every=1, keep_checkpoints=2)
     spec = JobSpec.model_validate(job)
     weights = sum(f.stat().st_size for f in tiny_model_dir.iterdir())

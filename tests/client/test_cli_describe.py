@@ -12,7 +12,8 @@ from tests.client.test_sdk_cli_jobs import kubetune as cli
 import kubetune
 from kubetune.backends.local import LocalBackend
 from kubetune.client import CustomTrainer, Name, TrainerClient
-from kubetune.spec.progress import PHASE_FILE, Phase, read_phase
+from kubetune.contracts.progress import Phase, read_phase
+from kubetune.contracts.run_dir import PHASE_FILE_NAME
 
 LONG_NAME = "a-job-name-long-enough-to-be-cut-in-an-eighty-column-terminal-x"  # 63 characters
 
@@ -106,4 +107,4 @@ def test_the_trainer_records_its_phases_before_and_after_the_steps(tmp_path: Pat
     run_module.run_training(JobSpec.model_validate(yaml.safe_load(yaml.safe_dump(job))), run)
 
     assert seen == ["loading model tokenizer", "tokenizing 4 rows", "loading model weights", "training", "exporting"]
-    assert (run / "output" / PHASE_FILE).is_file()
+    assert (run / "output" / PHASE_FILE_NAME).is_file()

@@ -20,6 +20,7 @@ from rich.table import Table
 from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
+from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import ConfigError, KubetuneError
 
 Home = Annotated[
@@ -96,17 +97,12 @@ def make_client(home: Path | None, backend: str = "local", namespace: str | None
     Raises:
         ConfigError: an unknown backend name, or an option that backend does not take.
     """
-    if backend == "local":
-        from kubetune.backends.local import LocalBackend
-
-        if namespace is not None:
-            raise ConfigError("--namespace: only the kubernetes backend has namespaces")
-        return TrainerClient(LocalBackend(home))
-    if backend == "kubernetes":
-        from kubetune.backends.kubernetes import KubernetesBackend
-
-        return TrainerClient(KubernetesBackend(namespace=namespace))
-    raise ConfigError(f"--backend: {backend!r} is not 'local' or 'kubernetes'")
+    if backend == "local" and namespace is not None:
+        raise ConfigError("--namespace: only the kubernetes backend has namespaces")
+    options = {"local": {"home": home}, "kubernetes": {"namespace": namespace}}.get(backend)
+    if options is None:
+        raise ConfigError(f"--backend: {backend!r} is not 'local' or 'kubernetes'")
+    return TrainerClient(backend, **options)
 
 
 def _age(job: Job) -> str:
@@ -117,15 +113,23 @@ def _age(job: Job) -> str:
     return f"{seconds}s"
 
 
+def _exports(job: Job) -> list[tuple[str, Path]]:
+    """The exports a job has written: adapter, merged model, loss curve."""
+    if job.run_dir is None:
+        return []
+    layout = RunDir(job.run_dir)
+    found = (("adapter", layout.adapter), ("merged", layout.merged), ("loss curve", layout.loss_curve))
+    return [(label, path) for label, path in found if path.exists()]
+
+
 def print_outputs(job: Job) -> None:
     """The finished job's output locations (run output, adapter, merged model, loss curve)."""
     output = job.output_dir
     steps = job.progress.step if job.progress else None
     done = f"done in {steps} steps" if steps is not None else "done"
     console.print(f"[bold green]{done}[/]; outputs in {output}")
-    for label, sub in (("adapter", "adapter"), ("merged", "merged"), ("loss curve", "loss.png")):
-        if output is not None and (output / sub).exists():
-            console.print(f"  {label + ':':<11} {output / sub}")
+    for label, path in _exports(job):
+        console.print(f"  {label + ':':<11} {path}")
 
 
 def report_end(job: Job) -> int:
@@ -198,7 +202,7 @@ def _config_summary(job: Job) -> dict[str, Any] | None:
     """Model, dataset, method and loop of a builtin job, from the resolved ``output/config.yaml``."""
     from kubetune.spec.job import load_job_file
 
-    config = job.output_dir / "config.yaml" if job.output_dir is not None else None
+    config = RunDir(job.run_dir).config_file if job.run_dir is not None else None
     if job.trainer_kind != "builtin" or config is None or not config.is_file():
         return None
     try:
@@ -269,9 +273,8 @@ def describe(
         console.print(f"  {step.name:<20} {step.status.value}{code}", highlight=False)
     where = ", ".join(outputs.locations) or "none yet"
     console.print(f"Outputs:   {where} ({format_size(outputs.size_bytes)})", highlight=False)
-    for label, sub in (("adapter", "adapter"), ("merged", "merged"), ("loss curve", "loss.png")):
-        if job.output_dir is not None and (job.output_dir / sub).exists():
-            console.print(f"  {label + ':':<11} {job.output_dir / sub}", highlight=False)
+    for label, path in _exports(job):
+        console.print(f"  {label + ':':<11} {path}", highlight=False)
     console.print("Events:")
     for event in found:
         stamp = event.time.isoformat(timespec="seconds")

@@ -1,10 +1,8 @@
 """The local backend: each job is a detached supervisor process tree on this machine.
 
-Layout under the data directory (``$KUBETUNE_HOME``, default ``~/.kubetune``)::
-
-    jobs.db                   job store (SQLite, WAL)
-    runs/<job>/               run directory (model/, dataset/, output/) unless the spec names one
-    logs/<job>/<step>.log     model-initializer, dataset-initializer, node-0..., supervisor
+Its data directory (``$KUBETUNE_HOME``, default ``~/.kubetune``) holds the job store, the run
+directories kubetune chose and one log per step; :class:`kubetune.contracts.run_dir.LocalHome`
+names every path in it.
 """
 
 from __future__ import annotations
@@ -29,19 +27,18 @@ from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_progress
-from kubetune.client.types import Event, Job, JobOutputs, JobStatus, Runtime, Step, StepStatus
+from kubetune.contracts.progress import read_phase
+from kubetune.contracts.run_dir import PREVIOUS_OUTPUT_PREFIX, SOURCE_KINDS, LocalHome, RunDir
+from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
 from kubetune.initializers.run import check_initializer
 from kubetune.initializers.sources import StorageLocation
-from kubetune.runtimes import apply_runtime, list_runtimes, unknown_runtime
+from kubetune.runtimes import Runtime, apply_runtime, list_runtimes, unknown_runtime
 from kubetune.spec.initializer import InitializerSpec
-from kubetune.spec.job import JobSpec
-from kubetune.spec.progress import read_phase
+from kubetune.spec.job import JobSpec, require_sources
 from kubetune.trainer.preflight import Source, local_path, preflight_problems
 
 HOME_ENV = "KUBETUNE_HOME"
-#: ``<run>/output`` moved aside by a replacing job becomes ``<run>/output.prev-<UTC timestamp>``.
-PREVIOUS_OUTPUT_PREFIX = "output.prev-"
 START_GRACE_S = 60.0
 STOP_GRACE_S = 15.0
 
@@ -55,7 +52,7 @@ def step_names(spec: JobSpec) -> list[str]:
     """The steps a job runs, in order."""
     names = []
     if spec.initializer is not None:
-        names += [f"{kind}-initializer" for kind in ("model", "dataset") if getattr(spec.initializer, kind)]
+        names += [f"{kind}-initializer" for kind in SOURCE_KINDS if getattr(spec.initializer, kind)]
     return names + [f"node-{i}" for i in range(spec.num_nodes)]
 
 
@@ -107,7 +104,8 @@ class LocalBackend(RuntimeBackend):
 
     def __init__(self, home: str | Path | None = None):
         self.home = Path(home).expanduser().resolve() if home is not None else default_home().resolve()
-        self.store = JobStore(self.home / "jobs.db")
+        self.layout = LocalHome(self.home)
+        self.store = JobStore(self.layout.jobs_db)
 
     # runtimes
     def list_runtimes(self) -> list[Runtime]:
@@ -151,14 +149,15 @@ class LocalBackend(RuntimeBackend):
             attempt(self.get_runtime, spec.runtime)
         attempt(_check_gpus, spec.resources.gpu)
         sources = spec.initializer
-        for kind in ("model", "dataset"):
+        for kind in SOURCE_KINDS:
             source = getattr(sources, kind) if sources is not None else None
             if source is not None:
                 attempt(check_local_initializer, source, f"initializer.{kind}")
+        attempt(require_sources, spec)
         model = None
         if spec.trainer_kind == "builtin":
-            model, dataset, missing = _builtin_sources(spec)
-            problems += missing + preflight_problems(spec.trainer, model, dataset)
+            model, dataset = _builtin_sources(spec)
+            problems += preflight_problems(spec.trainer, model, dataset)
         attempt(self._check_run_dir, spec, model)
         return problems
 
@@ -175,7 +174,7 @@ class LocalBackend(RuntimeBackend):
         """The job's run directory: the spec's ``output_dir`` or ``<home>/runs/<name>``."""
         if spec.output_dir is not None:
             return Path(spec.output_dir).expanduser().resolve()
-        return self.home / "runs" / str(spec.name)
+        return self.layout.run_dir(str(spec.name))
 
     def submit(self, spec: JobSpec) -> str:
         """Apply the spec's runtime (its defaults under the spec's fields), check, record and launch it."""
@@ -219,7 +218,7 @@ class LocalBackend(RuntimeBackend):
         never_trained = job.trainer_kind == "builtin" and job.progress is None
         if job.status == JobStatus.FAILED and never_trained:
             self.store.delete(name)
-            shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
+            shutil.rmtree(self.layout.log_dir(name), ignore_errors=True)
             return
         if job.status.is_terminal:
             raise JobExistsError(
@@ -240,7 +239,7 @@ class LocalBackend(RuntimeBackend):
         if spec.name is None:
             return None
         run_dir = self.run_dir_of(spec)
-        output = run_dir / "output"
+        output = RunDir(run_dir).output
         if not output.exists():
             return None
         for other, other_dir in self.store.active_run_dirs().items():
@@ -256,12 +255,12 @@ class LocalBackend(RuntimeBackend):
         return str(target)
 
     def _launch(self, name: str, run_dir: Path, tag: str) -> None:
-        log_dir = self.home / "logs" / name
+        log_dir = self.layout.log_dir(name)
         log_dir.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = with_kubetune_importable(dict(os.environ))
         env[JOB_TAG_ENV] = tag
-        with (log_dir / "supervisor.log").open("ab") as log:
+        with self.layout.log_file(name, "supervisor").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubetune.backends.local.supervisor", "--home", str(self.home), "--job", name],
                 stdin=subprocess.DEVNULL,
@@ -297,7 +296,7 @@ class LocalBackend(RuntimeBackend):
                 _kill_all(job_processes(job_tag(self.home, job.name, job.created_at)))
             job = self._record(job.name).job
         if job.run_dir is not None and job.trainer_kind == "builtin":
-            job.progress = read_progress(job.run_dir / "output")
+            job.progress = read_progress(RunDir(job.run_dir).metrics_file)
             if not job.status.is_terminal:
                 job.phase = _phase(job)
         return job
@@ -329,7 +328,7 @@ class LocalBackend(RuntimeBackend):
         steps = [s.name for s in job.steps]
         if step not in steps and step != "supervisor":
             raise ConfigError(f"step: job {name!r} has no step {step!r} (steps: {', '.join(steps)})")
-        return self.home / "logs" / name / f"{step}.log"
+        return self.layout.log_file(name, step)
 
     def get_job_logs(self, name: str, step: str = "node-0", follow: bool = False) -> Iterator[str]:
         path = self.log_path(name, step)
@@ -394,7 +393,7 @@ class LocalBackend(RuntimeBackend):
         _kill_all(left)
         purged = self._purgeable(record) if purge else []
         self.store.delete(name)
-        shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
+        shutil.rmtree(self.layout.log_dir(name), ignore_errors=True)
         for path in purged:
             shutil.rmtree(path, ignore_errors=True)
         if purged and record.job.run_dir is not None and record.job.run_dir.is_dir():
@@ -419,7 +418,7 @@ def _phase(job: Job) -> str | None:
     for step in job.steps:
         if step.status == StepStatus.RUNNING and step.name.endswith("-initializer"):
             return f"fetching {step.name.removesuffix('-initializer')}"
-    record = read_phase(job.run_dir / "output")
+    record = read_phase(RunDir(job.run_dir).output)
     return record.describe() if record is not None else None
 
 
@@ -432,13 +431,12 @@ def _check_gpus(wanted: int | None) -> None:
             raise ConfigError(f"resources.gpu: {wanted} GPUs per node requested, this machine has {have}")
 
 
-def _builtin_sources(spec: JobSpec) -> tuple[Source | None, Source | None, list[KubetuneError]]:
-    """A builtin job's local model and dataset to check (the paths it names, or the local sources
-    its initializers copy; None when fetched from afar), and the problem of naming neither."""
+def _builtin_sources(spec: JobSpec) -> tuple[Source | None, Source | None]:
+    """A builtin job's local model and dataset to check: the paths it names, or the local sources
+    its initializers copy (None when fetched from afar, or not given at all)."""
     sources = spec.initializer
-    problems: list[KubetuneError] = []
     found: dict[str, Source | None] = {}
-    for kind in ("model", "dataset"):
+    for kind in SOURCE_KINDS:
         path = getattr(spec.trainer, kind).path
         initializer = getattr(sources, kind) if sources is not None else None
         found[kind] = None
@@ -446,9 +444,7 @@ def _builtin_sources(spec: JobSpec) -> tuple[Source | None, Source | None, list[
             found[kind] = _local_source(initializer, f"initializer.{kind}.storage_uri")
         elif path is not None:
             found[kind] = Source(f"trainer.{kind}.path", path)
-        else:
-            problems.append(ConfigError(f"trainer.{kind}.path: no {kind} given and no {kind} initializer"))
-    return found["model"], found["dataset"], problems
+    return found["model"], found["dataset"]
 
 
 def _local_source(initializer: InitializerSpec, field: str) -> Source | None:
@@ -478,8 +474,8 @@ def check_writable(run_dir: Path, field: str) -> None:
         what = "is a file" if existing == run_dir else f"is under a file ({existing})"
         raise ConfigError(f"{field}: {run_dir} {what}; choose a folder")
     writable = os.access(existing, os.W_OK | os.X_OK)
-    if writable and existing == run_dir and (run_dir / "output").exists():
-        writable = os.access(run_dir / "output", os.W_OK | os.X_OK)
+    if writable and existing == run_dir and RunDir(run_dir).output.exists():
+        writable = os.access(RunDir(run_dir).output, os.W_OK | os.X_OK)
     if not writable or not _can_create_in(existing):
         raise ConfigError(f"{field}: cannot write to {run_dir} ({existing} is not writable)")
 
@@ -526,10 +522,7 @@ def check_local_initializer(source: InitializerSpec, field: str) -> None:
         ConfigError: an unknown scheme, a missing local source, or a Kubernetes Secret reference
             (only the Kubernetes backend can read those).
     """
-    refs = [source.token]
-    if source.s3 is not None:
-        refs += [source.s3.access_key_id, source.s3.secret_access_key, source.s3.session_token]
-    if any(ref is not None and ref.kubernetes is not None for ref in refs):
+    if any(ref.kubernetes is not None for ref in source.secret_refs()):
         raise ConfigError(f"{field}: a Kubernetes Secret reference needs the Kubernetes backend; use env or file here")
     try:
         check_initializer(source)
