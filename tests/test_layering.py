@@ -24,6 +24,7 @@ ALLOWED = {
     "controller": ("errors", "contracts", "spec", "controller"),
     "runtimes": ("errors", "contracts", "spec", "runtimes", "controller.api"),
     "client": ("errors", "contracts", "spec", "client", "backends", "runtimes"),
+    "compat": ("errors", "contracts", "spec", "client", "backends", "compat"),
     "backends": (
         "errors",
         "contracts",
@@ -102,7 +103,7 @@ def test_contracts_import_nothing_heavy_and_no_other_layer():
 def test_validation_clients_and_controller_import_no_torch():
     code = (
         "import sys, kubetune.spec, kubetune.client, kubetune.backends.local, kubetune.cli.main, "
-        "kubetune.controller.reconcile, kubetune.runtimes; "
+        "kubetune.controller.reconcile, kubetune.runtimes, kubetune.compat.kubeflow; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

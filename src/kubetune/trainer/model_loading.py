@@ -19,6 +19,12 @@ from kubetune.trainer.model_files import pretrained_location
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: The transformers Auto class of each model task.
+AUTO_CLASSES = {
+    "causal-lm": "AutoModelForCausalLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+}
 
 
 def _check_architecture(path: Path, trust_remote_code: bool) -> None:
@@ -145,8 +151,8 @@ def load_model(
         path: model folder or ``.gguf`` file.
         config: the model section of the trainer config.
         precision: ``fp32`` or ``bf16`` (also the compute dtype of 4-bit layers).
-        label_names: classification only: the classes, in index order.
-        pad_token_id: classification only: lets decoder classifiers find the last real token.
+        label_names: classification and tagging only: the classes, in index order.
+        pad_token_id: classification and tagging only: lets decoder classifiers find the last real token.
         quantize_4bit_on: load the weights as 4-bit NF4 (QLoRA) on this CUDA device.
 
     Raises:
@@ -155,8 +161,8 @@ def load_model(
     import transformers
 
     location = _pretrained_args(path, config.trust_remote_code)
-    classify = config.task == "sequence-classification"
-    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
+    classify = config.task != "causal-lm"
+    auto = getattr(transformers, AUTO_CLASSES[config.task])
     kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code}
     if classify and label_names:
         kwargs["num_labels"] = len(label_names)
@@ -199,8 +205,7 @@ def check_target_modules(path: Path, config: LLMConfig) -> None:
 
     remote = config.model.trust_remote_code
     location = _pretrained_args(path, remote)
-    classify = config.model.task == "sequence-classification"
-    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
+    auto = getattr(transformers, AUTO_CLASSES[config.model.task])
     try:
         model_config = transformers.AutoConfig.from_pretrained(location, trust_remote_code=remote)
         with torch.device("meta"):

@@ -18,7 +18,9 @@ from typing import NamedTuple, TypeVar
 
 from kubetune.errors import KubetuneError
 from kubetune.spec.trainer import LLMConfig
-from kubetune.trainer.data.readers import read_rows
+from kubetune.trainer.data.formats import map_columns
+from kubetune.trainer.data.pipeline import read_dataset, tokenize_rows
+from kubetune.trainer.data.readers import DatasetRows
 from kubetune.trainer.model_files import pretrained_location, resolve_local
 
 #: How many rows of the dataset the check reads.
@@ -74,8 +76,6 @@ def preflight_problems(config: LLMConfig, model: Source | None, dataset: Source 
         return problems  # the same model problem would repeat below
     attempt(None, lambda: check_target_modules(model_path, config))
     if read is not None:
-        from kubetune.trainer.data.pipeline import tokenize_rows
-
         max_seq_len = config.training.max_seq_len
         attempt(None, lambda: tokenize_rows(read, config.dataset, dataset_path, tokenizer, max_seq_len))
     return problems
@@ -90,13 +90,9 @@ def local_path(source: Source) -> Path:
     return resolve_local(source.value, Path(), source.field)
 
 
-def _sample(config: LLMConfig, path: Path):
-    """The first rows, mapped and checked (columns, types, chat turns)."""
-    from kubetune.trainer.data.formats import map_columns
-
-    read = read_rows(path, limit=SAMPLE_ROWS)
-    if config.dataset.max_samples is not None:
-        read = read.head(config.dataset.max_samples)
+def _sample(config: LLMConfig, path: Path) -> DatasetRows:
+    """The first rows of the split training reads, mapped and checked (columns, types, chat turns)."""
+    read = read_dataset(config.dataset, path, limit=SAMPLE_ROWS)
     map_columns(read.rows, config.dataset, read.places)
     return read
 

@@ -45,7 +45,8 @@ def tokenize_rows(read: DatasetRows, config: DatasetConfig, path: Path, tokenize
             example with a target token left.
     """
     rows = map_columns(read.rows, config, read.places)
-    label_names = class_names(rows, config, read.places, str(path)) if config.format == "classification" else None
+    with_labels = config.format in ("classification", "tagging")
+    label_names = class_names(rows, config, read.places, str(path)) if with_labels else None
     tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
     examples: list[Example] = []
     dropped = 0
@@ -63,6 +64,25 @@ def tokenize_rows(read: DatasetRows, config: DatasetConfig, path: Path, tokenize
     return TokenizedRows(examples, tokenize.truncated, dropped, label_names)
 
 
+def read_dataset(config: DatasetConfig, path: Path, limit: int | None = None) -> DatasetRows:
+    """The rows training uses: ``dataset.split`` chooses the files of a split and a slice of
+    their rows, then ``dataset.max_samples`` caps them. With ``limit`` (the pre-launch sample),
+    the first ``limit`` rows of the split's files, unsliced.
+
+    Raises:
+        DataError: unreadable files, or a split that selects no row.
+    """
+    split = config.parsed_split()
+    read = read_rows(path, limit=limit, split=None if split is None else split.name)
+    if limit is None and split is not None and split.is_sliced:
+        read = read.pick(split.select(range(len(read))))
+        if not read:
+            raise DataError(f"{path}: dataset.split {str(split)!r} selects no row")
+    if config.max_samples is not None:
+        read = read.head(config.max_samples)
+    return read
+
+
 def prepare_data(
     config: DatasetConfig,
     path: Path,
@@ -76,11 +96,10 @@ def prepare_data(
     ``on_read(rows)`` is called once the rows are read, before tokenizing them.
 
     Raises:
-        DataError: unreadable files, missing columns, invalid rows, or no usable example.
+        DataError: unreadable files, missing columns, invalid rows, a split that selects no row, or no
+            usable example.
     """
-    read = read_rows(path)
-    if config.max_samples is not None:
-        read = read.head(config.max_samples)
+    read = read_dataset(config, path)
     if on_read is not None:
         on_read(len(read))
     tokenized = tokenize_rows(read, config, path, tokenizer, max_seq_len)
