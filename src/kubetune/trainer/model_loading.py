@@ -198,8 +198,8 @@ def check_target_modules(path: Path, config: LLMConfig) -> None:
         ModelError: the model's config cannot be read.
     """
     lora = getattr(config.method_config, "lora", None)
-    if lora is None or lora.target_modules == "all-linear":
-        return
+    if lora is None or lora.target_modules is None or lora.target_modules == "all-linear":
+        return  # None: PEFT picks the architecture's default modules
     targets = lora.target_modules
     import transformers
 
