@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from kubetune.client import Job, TrainerClient
+from kubetune.client import Job, JobStatus, TrainerClient
 from kubetune.contracts.progress import Phase
 from kubetune.errors import JobTimeoutError
 from kubetune.trainer.metrics import format_duration
@@ -34,7 +34,7 @@ def describe_progress(job: Job) -> str:
 def follow_job(
     client: TrainerClient, name: str, console: Console, deadline_s: float | None = None, poll_s: float = 1.0
 ) -> Job:
-    """Show a live progress bar until the job ends; returns the finished job.
+    """Show a live progress bar until the job ends or is suspended; returns the job then.
 
     Ctrl-C stops watching (exit code 130), never the job, which runs detached.
 
@@ -66,7 +66,7 @@ def _follow(client: TrainerClient, name: str, console: Console, deadline_s: floa
             shown = job.phase not in (None, Phase.TRAINING.value)
             status = f"{job.status.value}: {job.phase}" if shown else job.status.value
             bar.update(task, total=total, completed=completed, status=status, detail=describe_progress(job))
-            if job.status.is_terminal:
+            if job.status.is_terminal or job.status == JobStatus.SUSPENDED:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise JobTimeoutError(f"job {name!r} is still {job.status.value} after {deadline_s:g}s")

@@ -1,4 +1,5 @@
-"""Job commands: ``kubetune jobs``, ``describe``, ``events``, ``logs``, ``wait``, ``delete``, ``runtimes``.
+"""Job commands: ``kubetune jobs``, ``describe``, ``events``, ``logs``, ``wait``, ``suspend``, ``resume``, ``delete``,
+``runtimes``.
 
 They talk to the local backend through :class:`~kubetune.client.TrainerClient`; its data
 directory is ``--home``, else ``$KUBETUNE_HOME``, else ``~/.kubetune``.
@@ -133,10 +134,13 @@ def print_outputs(job: Job) -> None:
 
 
 def report_end(job: Job) -> int:
-    """Print how the job ended; the exit code a command should return."""
+    """Print how the job ended (or stopped); the exit code a command should return."""
     if job.status == JobStatus.COMPLETE:
         print_outputs(job)
         return 0
+    if job.status == JobStatus.SUSPENDED:
+        err_console.print(f"job {job.name} Suspended ({job.reason}): {job.message}", highlight=False, soft_wrap=True)
+        return 1
     err_console.print(
         f"[bold red]error:[/] job {job.name} {job.status.value} ({job.reason}): {job.message}",
         highlight=False,
@@ -163,7 +167,7 @@ def jobs(
     table = _table(*columns, *(["RUN DIR", "MESSAGE"] if wide else []), wide=wide)
     for job in listed:
         step = f"{job.progress.step}/{job.progress.total_steps}" if job.progress else "-"
-        ended_badly = job.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        ended_badly = job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUSPENDED)
         row = [
             job.name,
             job.status.value,
@@ -320,6 +324,30 @@ def format_size(size_bytes: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def suspend(
+    name: JobName,
+    timeout: Annotated[float, typer.Option(help="Wait at most this many seconds for the checkpoint.")] = 600.0,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """Stop a running job keeping its work: the workers checkpoint and exit (`kubetune resume` continues).
+
+    Waits until the job is Suspended (on Kubernetes: sets the TrainJob's spec.suspend, then waits for
+    the controller to report it).
+    """
+    job = make_client(home, backend, namespace).suspend_job(name, timeout=timeout)
+    step = f" at step {job.progress.step}/{job.progress.total_steps}" if job.progress else ""
+    console.print(f"{name}: {job.status.value}{step}")
+
+
+def resume(name: JobName, home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
+    """Continue a Suspended job from its newest checkpoint (locally also a Failed or Cancelled one,
+    e.g. after a reboot); `kubetune wait NAME` follows it."""
+    job = make_client(home, backend, namespace).resume_job(name)
+    console.print(f"{name}: resumed ({job.status.value})")
 
 
 def delete(

@@ -41,6 +41,7 @@ class Progress:
         epoch: the epoch the data stream is in.
         elapsed_s: seconds since this run (or resumed run) started.
         eta_s: estimated seconds left.
+        checkpoint_s: seconds spent writing the checkpoint taken after this step (None: no checkpoint).
         objective: objective-specific values (reward margins, KL...), by name.
     """
 
@@ -56,6 +57,7 @@ class Progress:
     epoch: int | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    checkpoint_s: float | None = None
     objective: dict[str, float] = field(default_factory=dict)
 
     @property
