@@ -19,10 +19,11 @@ ROOT = "kubetune (the package root)"
 ALLOWED = {
     "contracts": ("contracts",),
     "spec": ("errors", "contracts", "spec"),
-    "trainer": ("errors", "contracts", "spec", "trainer", "initializers.package_files"),
+    "planning": ("errors", "planning"),
+    "trainer": ("errors", "contracts", "spec", "planning", "trainer", "initializers.package_files"),
     "initializers": ("errors", "contracts", "spec", "initializers"),
     "controller": ("errors", "contracts", "spec", "controller"),
-    "runtimes": ("errors", "contracts", "spec", "runtimes", "controller.api"),
+    "runtimes": ("errors", "contracts", "spec", "planning", "runtimes", "controller.api"),
     "client": ("errors", "contracts", "spec", "client", "backends", "runtimes"),
     "compat": ("errors", "contracts", "spec", "client", "backends", "compat"),
     "backends": (
@@ -32,6 +33,7 @@ ALLOWED = {
         "backends",
         "controller",
         "initializers",
+        "planning",
         "runtimes",
         "trainer.preflight",
     ),
@@ -102,7 +104,8 @@ def test_contracts_import_nothing_heavy_and_no_other_layer():
 
 def test_validation_clients_and_controller_import_no_torch():
     code = (
-        "import sys, kubetune.spec, kubetune.client, kubetune.backends.local, kubetune.cli.main, "
+        "import sys, kubetune.spec, kubetune.planning, kubetune.trainer.speed_plan, kubetune.client, "
+        "kubetune.backends.local, kubetune.cli.main, "
         "kubetune.controller.reconcile, kubetune.runtimes, kubetune.compat.kubeflow; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"

@@ -61,7 +61,7 @@ def test_validate_passes_a_good_job(tmp_path, isolated_kubetune_home, tiny_model
     job = write_job(tmp_path, base_job(tiny_model_dir, data, tmp_path / "run"))
     result = cli(isolated_kubetune_home, "validate", "-f", str(job))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"ok: {job} (lora fine-tune)"
+    assert result.stdout.splitlines()[0] == f"ok: {job} (lora fine-tune)"
     assert not (tmp_path / "run").exists()
 
 

@@ -61,19 +61,25 @@ def validate(
     file: JobFile,
     output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
     home: job_commands.Home = None,
+    gpu_memory: Annotated[
+        float, typer.Option("--gpu-memory", min=1, help="GiB of one GPU to plan memory for (80 GB H100: 79).")
+    ] = 79.0,
 ) -> None:
     """Run every check `kubetune train` runs before launch, start nothing, and print each problem found.
 
     The job file, runtime, GPUs, initializer sources, model files, dataset files, format and a
     sample of rows (column types, chat turns, rows left without a target token), LoRA target
-    modules, and the run directory (writable, free disk). Exit 0 when all pass, else 2.
+    modules, the run directory (writable, free disk), and the memory plan per GPU (printed when all
+    pass). Exit 0 when all pass, else 2.
     """
     from kubetune.backends.local import LocalBackend
+    from kubetune.cli.plan import job_plan
     from kubetune.runtimes import apply_runtime
     from kubetune.spec.job import load_job_file
 
     try:
         spec = load_job_file(file)
+        loaded = spec
         if output_dir is not None:
             spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
         backend = LocalBackend(home)
@@ -82,12 +88,19 @@ def validate(
     except KubetuneError as err:
         raise fail(err) from None
     problems = backend.problems(spec)
+    plan = None
+    if not problems:  # the plan reads the same model: its problems are already reported
+        try:
+            plan = job_plan(loaded, gpu_memory)
+        except KubetuneError as err:
+            problems.append(err)
     for problem in problems:
         err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(max(problem.exit_code for problem in problems))
     what = f"{spec.trainer.method} fine-tune" if spec.trainer_kind == "builtin" else "custom trainer"
     console.print(f"[green]ok[/]: {file} ({what})", highlight=False, soft_wrap=True)
+    console.print(plan, highlight=False)
 
 
 @app.command()

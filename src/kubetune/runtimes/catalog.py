@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from kubetune.contracts.version import __version__
 from kubetune.controller.api import NODE, RuntimeSpec
 from kubetune.errors import ConfigError
+from kubetune.planning import ModelShape
 from kubetune.spec.base import format_validation_error
 from kubetune.spec.trainer import LLMConfig
 
@@ -123,7 +124,7 @@ def catalog_manifests(image: str | None = None) -> list[dict[str, Any]]:
     """
     image = image or default_image()
     template = yaml.safe_load((BLUEPRINTS / "template.yaml").read_text(encoding="utf-8"))
-    table = yaml.safe_load((BLUEPRINTS / "models.yaml").read_text(encoding="utf-8"))
+    table = _table()
     manifests = []
     for model in table["models"]:
         presets = table["size_classes"][model["size"]]
@@ -150,14 +151,11 @@ def _render_entry(template: dict, model: dict, method: str, preset: dict, image:
     spec["mlPolicy"] = {"numNodes": preset["numNodes"], "torch": {"numProcPerNode": preset["numProcPerNode"]}}
     spec["initializer"] = {"model": {"storageUri": model["uri"]}}
     gpu = preset["gpus"] > 0
+    # Precision, packing, checkpointing and the other speed settings stay ``auto``: the trainer
+    # resolves them for the GPU it runs on (see kubetune.trainer.speed_plan).
     spec["llmConfig"] = {
         "method": method,
-        "training": {
-            "batch_size": preset["batchSize"],
-            "learning_rate": preset["learningRate"],
-            "precision": "bf16" if gpu else "fp32",
-            "gradient_checkpointing": model["size"] in ("medium", "large"),
-        },
+        "training": {"batch_size": preset["batchSize"], "learning_rate": preset["learningRate"]},
     }
     spec["workspace"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] = preset["storage"]
     if preset["numNodes"] > 1:
@@ -172,6 +170,25 @@ def _render_entry(template: dict, model: dict, method: str, preset: dict, image:
                     requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = preset["gpus"]
                 container["resources"] = {"requests": requests, "limits": limits}
     return manifest
+
+
+def _table() -> dict[str, Any]:
+    return yaml.safe_load((BLUEPRINTS / "models.yaml").read_text(encoding="utf-8"))
+
+
+def catalog_gpu_memory_gib() -> float:
+    """Memory of the GPU (GiB) the catalog's presets are sized for."""
+    return float(_table()["gpu_memory_gib"])
+
+
+def catalog_model_shape(name: str) -> ModelShape | None:
+    """The model sizes of catalog runtime ``name`` (from ``models.yaml``), or None for other runtimes."""
+    table = _table()
+    for model in table["models"]:
+        names = {f"{model['name']}-{method}" for method in model.get("methods", table["size_classes"][model["size"]])}
+        if name in names and "config" in model:
+            return ModelShape.from_config({"model_type": model["family"], **model["config"]}, f"models.yaml {name}")
+    return None
 
 
 @cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -14,13 +15,16 @@ from kubetune.contracts.progress import Phase, write_phase
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.job import JobSpec, write_job_file
+from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kubetune.trainer.data.batching import micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.pipeline import prepare_data
 from kubetune.trainer.distributed import (
     DistributedContext,
     close_distributed,
     init_distributed,
+    is_sharded,
     unwrap_model,
     wrap_model,
 )
@@ -41,7 +45,13 @@ from kubetune.trainer.model_loading import (
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
+from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
+from kubetune.trainer.sharded_loading import load_sharded
+from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 from kubetune.trainer.status_report import reporter_from_environment
+
+#: Where compiled graphs are cached, relative to the run directory.
+COMPILE_CACHE = "cache/torch-compile"
 
 
 @dataclass
@@ -102,20 +112,22 @@ def run_training(
         stop = StopRequest()
         stop.install()
     check_environment(config)
+    # Before CUDA's allocator starts: growable segments instead of fixed blocks waste less memory
+    # to fragmentation when batch shapes vary (what the memory plan is calibrated with).
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ctx = init_distributed()
     try:
         return _train(spec, RunDir(run_dir), ctx, config_file, stop)
     finally:
-        close_distributed()
+        close_distributed(ctx)
 
 
 def _train(
     spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None, stop: StopRequest
 ) -> TrainResult:
     config = spec.trainer
-    training = config.training
     output_dir = layout.output
-    seed_everything(training.seed)
+    seed_everything(config.training.seed)
 
     model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, layout.dataset, "trainer.dataset.path")
@@ -125,44 +137,63 @@ def _train(
         config.dataset,
         dataset_path,
         tokenizer,
-        training.max_seq_len,
-        training.seed,
+        config.training.max_seq_len,
+        config.training.seed,
         on_read=lambda rows: phase(ctx, output_dir, Phase.TOKENIZING, f"{rows} rows"),
     )
     say(
         ctx,
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
-        f"({data.truncated} truncated to {training.max_seq_len} tokens, "
+        f"({data.truncated} truncated to {config.training.max_seq_len} tokens, "
         f"{data.dropped_without_targets} without targets dropped)",
     )
+    # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
+    # before the model is loaded.
+    batches = _planned_batches(data.train, config.training, ctx.world_size)
+    shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
+    speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
+    config = config.model_copy(update={"training": speed.training})
+    training = config.training
+    say(ctx, f"speed: {speed.describe()}")
 
+    strategy = training.distributed if ctx.world_size > 1 else "ddp"
     method = method_support(config)
-    quantize_on = ctx.device if method.quantized_base else None
+
+    def apply_levers(inner: torch.nn.Module) -> None:
+        if training.packing:
+            use_packed_attention(inner)
+        if training.fused_lora and method.lora_kernels:
+            fuse_lora_linears(inner)
+        if training.compile:
+            # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
+            # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.root / COMPILE_CACHE))
+            compile_layers(inner)
+
     phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
-    model = load_model(
-        model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
-    )
-    model = prepare_for_training(model, config)
-    # Adapter initialisation draws random numbers: seed right before it so the initial weights
-    # depend on the seed alone (not on what loading the model consumed).
-    torch.manual_seed(training.seed)
-    model = apply_method(model, config, model_path)
-    if quantize_on is None:
-        model = model.to(ctx.device)
-    if training.packing:
-        use_packed_attention(model)
-    if training.fused_lora and method.lora_kernels:
-        fuse_lora_linears(model)
-    if training.compile:
-        compile_layers(model)
-    trainable, total = count_parameters(model)
+    if ctx.world_size > 1 and strategy == "fsdp":
+        model = load_sharded(model_path, config, ctx, data.label_names, tokenizer.pad_token_id, apply_levers)
+        trainable, total = count_parameters(model)  # DTensor shards count their global size
+    else:
+        quantize_on = ctx.device if method.quantized_base else None
+        inner = load_model(
+            model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
+        )
+        inner = prepare_for_training(inner, config)
+        # Adapter initialisation draws random numbers: seed right before it so the initial weights
+        # depend on the seed alone (not on what loading the model consumed).
+        torch.manual_seed(training.seed)
+        inner = apply_method(inner, config, model_path)
+        if quantize_on is None:
+            inner = inner.to(ctx.device)
+        apply_levers(inner)
+        trainable, total = count_parameters(inner)
+        model = wrap_model(loop.TrainingObjective(inner, training.chunked_loss), ctx, strategy, training.precision)
     say(
         ctx,
         f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters | "
-        f"{ctx.world_size} process(es) on {ctx.device.type}"
-        + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
+        f"{ctx.world_size} process(es) on {ctx.device.type}" + (f" ({strategy})" if ctx.world_size > 1 else ""),
     )
-    model = wrap_model(model, ctx, training.distributed)
     # Written once the data and model passed their checks: a rejected job leaves no output behind.
     recorded = config_file is not None and config_file.resolve() == layout.config_file.resolve()
     if ctx.is_main and not recorded:
@@ -174,10 +205,11 @@ def _train(
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
 
     checkpoints = layout.checkpoints
+    global_micro_batch = training.batch_size * ctx.world_size
     start_step = 0
     resumed_from = latest_checkpoint(checkpoints) if training.resume == "auto" else None
     if resumed_from is not None:
-        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx)
+        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx, global_micro_batch)
         start_step, stream.position = point.step, point.position
         say(ctx, f"resumed from {resumed_from} (step {start_step} of {steps})")
     metrics_path = layout.metrics_file
@@ -197,7 +229,15 @@ def _train(
             return None
         started = time.perf_counter()
         path = save_checkpoint(
-            checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
+            checkpoints,
+            step,
+            model,
+            optimizer,
+            scheduler,
+            stream.position,
+            ctx,
+            training.keep_checkpoints,
+            global_micro_batch,
         )
         seconds = time.perf_counter() - started
         say(ctx, f"checkpoint: {path} ({seconds:.1f} s)")
@@ -225,41 +265,66 @@ def _train(
         say(ctx, f"{preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
         raise preempted[0]
     phase(ctx, output_dir, Phase.EXPORTING)
-    adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, spec, model_path)
+    adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)
     ctx.barrier()
-    return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
+    return TrainResult(layout.output, adapter_dir, merged_dir, steps, losses, resumed_from)
 
 
-def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, spec: JobSpec, model_path: Path):
-    """Write ``adapter/`` and ``merged/`` from rank 0; returns their paths (None when not written)."""
-    config = spec.trainer
+#: Beyond this many example draws (examples x epochs x ranks) the memory plan assumes the worst
+#: shuffle instead of listing every micro-batch.
+PLANNED_DRAWS = 2_000_000
+
+
+def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
+    """Token counts of every micro-batch any rank will run (the seeded shuffle is known in advance).
+
+    Long runs (more than :data:`PLANNED_DRAWS` example draws) are planned for the worst shuffle:
+    the ``batch_size`` longest examples together.
+    """
+    per_epoch = micro_batches_per_epoch(len(examples), training.batch_size, world_size)
+    needed = loop.total_steps(len(examples), training, world_size) * training.gradient_accumulation_steps
+    epochs = -(-needed // max(1, per_epoch))
+    if len(examples) * epochs * world_size > PLANNED_DRAWS:
+        return [sorted((len(example.input_ids) for example in examples), reverse=True)[: training.batch_size]]
+    return [
+        [len(example.input_ids) for example in batch]
+        for epoch in range(epochs)
+        for rank in range(world_size)
+        for batch in micro_batches(examples, training.batch_size, epoch, training.seed, rank, world_size)
+    ]
+
+
+def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, config: LLMConfig, model_path: Path):
+    """Write ``adapter/`` and ``merged/`` (from rank 0; a sharded model is gathered unit by unit)."""
+    root = model
     model = unwrap_model(model)
     model.eval()
     is_peft = trains_adapter(config)
     quantized = method_support(config).quantized_base
-    full_state = None
-    if ctx.world_size > 1 and config.training.distributed == "fsdp":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    want_adapter = is_peft and (config.output.save_adapter or quantized)
+    skip_merge = config.output.save_merged and is_peft and not is_mergeable(config)
+    if skip_merge:
+        say(
+            ctx,
+            f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
+            "load adapter/ with peft.AutoPeftModel instead",
+        )
     adapter_dir = merged_dir = None
-    if ctx.is_main:
-        want_adapter = is_peft and (config.output.save_adapter or quantized)
+    if is_sharded(root):
+        if want_adapter:
+            adapter_dir = export_adapter_sharded(model, tokenizer, layout.adapter, ctx)
+        if config.output.save_merged and not skip_merge:
+            merged_dir = export_merged_sharded(model, root, tokenizer, layout.merged, ctx, is_peft)
+    elif ctx.is_main:
         if want_adapter:
             adapter_dir = export_adapter(model, tokenizer, layout.adapter)
-        if config.output.save_merged and is_peft and not is_mergeable(config):
-            print(
-                f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
-                "load adapter/ with peft.AutoPeftModel instead",
-                flush=True,
-            )
-        elif config.output.save_merged:
+        if config.output.save_merged and not skip_merge:
             if quantized:
                 model = reload_merged_qlora(
                     lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
                 )
-            merged_dir = export_merged(model, tokenizer, layout.merged, is_peft, full_state)
-        say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
+            merged_dir = export_merged(model, tokenizer, layout.merged, is_peft)
+    say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
     return adapter_dir, merged_dir
