@@ -267,7 +267,8 @@ def run_kt(case: Case, model, examples, steps: int, device: str):
         gradient_checkpointing=bool(case.checkpointing), gradient_checkpointing_fraction=case.checkpointing or 1.0,
         compile=bool(case.compile), fused_lora=case.fused_lora,
     )  # fmt: skip
-    config = LLMConfig(method=case.method, lora=lora_config(), training=training)
+    adapter = {"lora": lora_config()} if case.method != "full" else {}
+    config = LLMConfig(method=case.method, training=training, **adapter)
     model = prepare_for_training(model, config)
     model = apply_method(model, config)
     if case.packing:

@@ -11,20 +11,25 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "kubetune"
 
-# layer -> kubetune modules it may import (prefix match on the dotted name after "kubetune.")
+ROOT = "kubetune (the package root)"
+
+# layer -> kubetune modules it may import (prefix match on the dotted name after "kubetune.").
+# No layer may import the package root (``import kubetune``, ``from kubetune import __version__``):
+# it pulls in the whole public API; the version lives in ``contracts.version``.
 ALLOWED = {
-    "spec": ("errors", "spec"),
+    "contracts": ("contracts",),
+    "spec": ("errors", "contracts", "spec"),
     "planning": ("errors", "planning"),
-    "trainer": ("errors", "spec", "planning", "trainer", "initializers.package_files"),
-    "initializers": ("errors", "spec", "initializers"),
-    "controller": ("errors", "spec", "controller"),
-    "runtimes": ("errors", "spec", "planning", "runtimes", "controller.api"),
-    "client": ("errors", "spec", "client", "backends", "runtimes"),
+    "trainer": ("errors", "contracts", "spec", "planning", "trainer", "initializers.package_files"),
+    "initializers": ("errors", "contracts", "spec", "initializers"),
+    "controller": ("errors", "contracts", "spec", "controller"),
+    "runtimes": ("errors", "contracts", "spec", "planning", "runtimes", "controller.api"),
+    "client": ("errors", "contracts", "spec", "client", "backends", "runtimes"),
     "backends": (
         "errors",
+        "contracts",
         "spec",
         "backends",
-        "client.types",
         "controller",
         "initializers",
         "planning",
@@ -34,13 +39,29 @@ ALLOWED = {
 }
 
 
-def _kubetune_imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kubetune."):
-            names.add(node.module.removeprefix("kubetune."))
-        elif isinstance(node, ast.Import):
-            names.update(a.name.removeprefix("kubetune.") for a in node.names if a.name.startswith("kubetune."))
+def _type_checking_only(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def _imported(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "kubetune":
+        return {ROOT}
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kubetune."):
+        return {node.module.removeprefix("kubetune.")}
+    if isinstance(node, ast.Import):
+        names = {ROOT for a in node.names if a.name == "kubetune"}
+        return names | {a.name.removeprefix("kubetune.") for a in node.names if a.name.startswith("kubetune.")}
+    return set()
+
+
+def _kubetune_imports(source: str) -> set[str]:
+    """Modules of kubetune that ``source`` imports at run time (``if TYPE_CHECKING:`` blocks excluded)."""
+    names: set[str] = set()
+    pending: list[ast.AST] = [ast.parse(source)]
+    while pending:
+        node = pending.pop()
+        names |= _imported(node)
+        pending.extend(child for child in ast.iter_child_nodes(node) if not _type_checking_only(child))
     return names
 
 
@@ -48,10 +69,36 @@ def _kubetune_imports(path: Path) -> set[str]:
 def test_layer_imports_only_what_the_architecture_allows(layer):
     offending = []
     for path in sorted((PACKAGE / layer).rglob("*.py")):
-        for name in _kubetune_imports(path):
+        for name in _kubetune_imports(path.read_text(encoding="utf-8")):
             if not any(name == ok or name.startswith(ok + ".") for ok in ALLOWED[layer]):
                 offending.append(f"{path.relative_to(PACKAGE)} imports kubetune.{name}")
     assert not offending, "\n".join(offending)
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["import kubetune", "from kubetune import __version__", "import kubetune.client", "from kubetune.client import X"],
+)
+def test_the_check_sees_imports_of_the_package_root_and_of_the_client(source):
+    assert _kubetune_imports(source) & {ROOT, "client"}
+
+
+def test_the_old_client_backends_cycle_is_forbidden():
+    """backends return the shared types from contracts; importing the client from a backend is refused."""
+    assert not any(ok == "client" or ok.startswith("client.") for ok in ALLOWED["backends"])
+    assert not any(ok == "client" or ok.startswith("client.") for ok in ALLOWED["contracts"])
+
+
+def test_contracts_import_nothing_heavy_and_no_other_layer():
+    code = (
+        "import sys, kubetune.contracts.types, kubetune.contracts.run_dir, kubetune.contracts.progress, "
+        "kubetune.contracts.kubernetes, kubetune.contracts.version; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft', 'pydantic') "
+        "or (m.startswith('kubetune.') and not m.startswith('kubetune.contracts'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_validation_clients_and_controller_import_no_torch():

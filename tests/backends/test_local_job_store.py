@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubetune.backends.local.job_store import SCHEMA_VERSION, JobStore
-from kubetune.client.types import Job, JobStatus, Step, StepStatus
+from kubetune.contracts.types import Job, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError
 
 

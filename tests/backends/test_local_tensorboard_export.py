@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from kubetune.backends.local.tensorboard_export import MetricsToTensorBoard
+from kubetune.contracts.run_dir import RunDir
 
 pytest.importorskip("tensorboard")
 
@@ -15,8 +16,10 @@ pytest.importorskip("tensorboard")
 def test_metrics_become_tensorboard_scalars_incrementally(tmp_path: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    metrics = tmp_path / "metrics.jsonl"
-    exporter = MetricsToTensorBoard(tmp_path)
+    layout = RunDir(tmp_path)
+    layout.output.mkdir()
+    metrics = layout.metrics_file
+    exporter = MetricsToTensorBoard(metrics, layout.tensorboard)
     metrics.write_text(json.dumps({"step": 1, "total_steps": 2, "loss": 2.0, "lr": 1e-3, "eta_s": None}) + "\n")
     assert exporter.export_new() == 1
     with metrics.open("a") as handle:
@@ -25,7 +28,7 @@ def test_metrics_become_tensorboard_scalars_incrementally(tmp_path: Path):
     assert exporter.export_new() == 0
     exporter.close()
 
-    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events = EventAccumulator(str(layout.tensorboard))
     events.Reload()
     assert [(s.step, s.value) for s in events.Scalars("train/loss")] == [(1, 2.0), (2, 1.5)]
     assert "train/total_steps" not in events.Tags()["scalars"]

@@ -68,7 +68,7 @@ WRITER = textwrap.dedent(
     from datetime import datetime, timezone
     from pathlib import Path
     from kubetune.backends.local.job_store import JobStore
-    from kubetune.client.types import Job, JobStatus, Step, StepStatus
+    from kubetune.contracts.types import Job, JobStatus, Step, StepStatus
     from kubetune.errors import JobExistsError
 
     store, me = JobStore(Path(sys.argv[1])), sys.argv[2]

@@ -3,8 +3,10 @@
 It speaks the REST paths the Kubernetes backend uses, with the API server's status codes and
 ``Status`` bodies: create/get/list/delete of namespaced custom objects (TrainJobs,
 TrainingRuntimes) and cluster-scoped ones (ClusterTrainingRuntimes), ConfigMaps, pods (list
-with an equality label selector), pod logs (plain or ``follow=true``, streamed in chunks) and
-events. Every request is recorded. Tests play the controller by editing ``objects`` directly.
+with an equality label selector), pod logs (plain or ``follow=true``, streamed in chunks),
+events, and JSON merge patches (RFC 7386) of an object or of its ``/status`` subresource.
+Every request is recorded with its headers. Tests play the controller by editing ``objects``
+directly.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Request:
     path: str
     query: dict[str, str]
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +62,19 @@ class ApiServerState:
 def now() -> str:
     """The current time as the API server writes it."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null deletes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
 
 
 def _matches(obj: dict, selector: str | None) -> bool:
@@ -104,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         state = self.server.state
         with state.lock:
-            state.requests.append(Request(method, parts.path, query, body))
+            state.requests.append(Request(method, parts.path, query, body, dict(self.headers.items())))
         return parts.path, query, body
 
     @staticmethod
@@ -154,6 +170,24 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, _status(404, "NotFound", f"{name!r} not found"))
             obj = stored.pop(name)
         return self._send(200, obj)
+
+    def do_PATCH(self) -> None:
+        path, _, body = self._record("PATCH")
+        state = self.server.state
+        if self.headers.get("Content-Type") != "application/merge-patch+json":
+            return self._send(415, _status(415, "UnsupportedMediaType", "only merge patches are served"))
+        status_only = path.endswith("/status")
+        collection, name = self._split(path.removesuffix("/status"))
+        with state.lock:
+            stored = state.objects.get(collection, {})
+            if name not in stored:
+                return self._send(404, _status(404, "NotFound", f"{name!r} not found"))
+            if status_only:  # the status subresource ignores everything but status
+                body = {"status": (body or {}).get("status")}
+            patched = merge_patch(stored[name], body)
+            patched["metadata"]["resourceVersion"] = str(len(state.requests) + 1)
+            stored[name] = patched
+        return self._send(200, patched)
 
     def _log(self, path: str, query: dict[str, str]) -> None:
         pod = path.split("/")[-2]

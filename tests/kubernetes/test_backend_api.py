@@ -19,8 +19,16 @@ from k8s_schemas import validate_k8s
 
 import kubernetes
 from kubetune.backends.kubernetes import KubernetesBackend, KubernetesJobOptions
-from kubetune.client import BuiltinTrainer, CustomTrainer, Initializer, JobStatus, LLMConfig, Name, TrainerClient
-from kubetune.client.types import StepStatus
+from kubetune.client import (
+    BuiltinTrainer,
+    CustomTrainer,
+    Initializer,
+    JobStatus,
+    LLMConfig,
+    Name,
+    StepStatus,
+    TrainerClient,
+)
 from kubetune.controller.reconcile import reconcile
 from kubetune.errors import ConfigError, JobExistsError, JobFailedError, JobNotFoundError
 from kubetune.runtimes import get_runtime
@@ -304,6 +312,12 @@ def test_trainjob_conditions_map_to_the_sdk_lifecycle(client, state, conditions,
     assert [j.status for j in client.list_jobs()] == [status]
 
 
+def test_a_status_progress_that_is_not_a_record_shows_no_progress(client, state):
+    submit_builtin(client)
+    set_conditions(state, "tune", ("Running", "Training", ""), trainingProgress={"step": 3, "totalSteps": 5})
+    assert client.get_job("tune").progress is None
+
+
 def test_steps_and_progress_come_from_pods_and_status(client, state):
     submit_builtin(client, num_nodes=2)
     set_conditions(
@@ -311,7 +325,7 @@ def test_steps_and_progress_come_from_pods_and_status(client, state):
         "tune",
         ("Running", "Training", ""),
         jobsStatus=[{"name": "dataset-initializer", "succeeded": 1}, {"name": "model-initializer", "succeeded": 1}],
-        trainingProgress={"step": 3, "totalSteps": 5, "loss": 1.25, "etaSeconds": 12.0},
+        trainingProgress={"step": 3, "total_steps": 5, "loss": 1.25, "eta_s": 12.0},
     )
     add_pod(
         state,

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 from apiserver import serve_api
+from k8s_schemas import make_trainjob
 
+from kubetune.contracts.progress import Progress
 from kubetune.runtimes import get_runtime
+from kubetune.trainer.status_report import TrainJobStatusReporter
 
 RUNTIME = "smollm2-135m-lora"
 RUNTIMES = "/apis/kubetune.dev/v1alpha1/clustertrainingruntimes"
@@ -67,6 +70,19 @@ def test_train_detach_then_jobs_and_delete_on_the_cluster(cluster, tmp_path: Pat
     deleted = kubetune(kubeconfig, "delete", "cli-tune", "--backend", "kubernetes")
     assert deleted.returncode == 0, deleted.stderr
     assert "cli-tune" not in state.objects.get(TRAINJOBS, {})
+
+
+def test_jobs_shows_the_progress_the_trainer_reported_to_the_cluster(cluster):
+    kubeconfig, state = cluster
+    state.put(TRAINJOBS, make_trainjob(name="reported", namespace="ml"))
+    url = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    report = TrainJobStatusReporter(url, "ml", "reported")
+    report(Progress(6, 20, loss=1.2345, eval_loss=1.5, tokens_per_s=1234.0, elapsed_s=30.0, eta_s=75.0))
+    listing = kubetune(kubeconfig, "jobs", "--backend", "kubernetes")
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if "reported" in line)
+    assert "6/20" in row and "loss 1.2345" in row and "eval 1.5000" in row
+    assert "1,234 tok/s" in row and "eta 1m15s" in row
 
 
 def test_unknown_backend_and_local_namespace_are_user_errors(tmp_path: Path):

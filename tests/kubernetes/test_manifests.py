@@ -85,6 +85,19 @@ def test_controller_role_is_least_privilege():
     # Everything the controller applies can be created and patched (server-side apply).
     for resource in ("jobsets", "configmaps", "persistentvolumeclaims", "podgroups"):
         assert {"create", "patch"} <= {verb for _, r, verb in grants if r == resource}
+    # Each job's progress account: it may only grant what it holds itself (RBAC escalation check).
+    for resource in ("serviceaccounts", "roles", "rolebindings"):
+        assert {"create", "patch"} <= {verb for _, r, verb in grants if r == resource}
+    assert {"get", "patch"} <= {verb for _, r, verb in grants if r == "trainjobs/status"}
+    # Progress comes from the trainer's report, never from logs.
+    assert not any(resource in ("pods", "pods/log") for _, resource, _ in grants)
+
+
+def test_progress_role_for_users_own_service_accounts_grants_two_verbs_on_trainjob_status():
+    (role,) = [o for o in all_objects() if o["metadata"]["name"] == "kubetune-trainer-progress"]
+    assert role["rules"] == [
+        {"apiGroups": ["kubetune.dev"], "resources": ["trainjobs/status"], "verbs": ["get", "patch"]}
+    ]
 
 
 def test_controller_runs_as_the_bound_service_account():

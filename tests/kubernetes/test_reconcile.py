@@ -99,10 +99,37 @@ def test_job_config_merges_the_users_llm_config_over_runtime_defaults(runtime):
     assert {"name": "kubetune-config", "configMap": {"name": "tune-config"}} in node["volumes"]
 
 
+def test_a_job_choosing_another_method_drops_the_runtimes_method_section(runtime):
+    runtime["spec"]["llmConfig"]["lora"] = {"r": 64}
+    trainjob = make_trainjob(trainer={"llmConfig": {"method": "prefix"}})
+    config = yaml.safe_load(reconcile(trainjob, runtime, {}).config_map["data"]["config.yaml"])["trainer"]
+    assert config["method"] == "prefix" and config["lora"] is None
+    same = make_trainjob(trainer={"llmConfig": {"lora": {"alpha": 8}}})
+    config = yaml.safe_load(reconcile(same, runtime, {}).config_map["data"]["config.yaml"])["trainer"]
+    assert (config["lora"]["r"], config["lora"]["alpha"]) == (64, 8)
+
+
+def test_a_misplaced_method_section_fails_the_trainjob_in_one_line(runtime):
+    trainjob = make_trainjob(trainer={"llmConfig": {"method": "full", "lora": {"r": 8}}})
+    with pytest.raises(InvalidTrainJob) as caught:
+        reconcile(trainjob, runtime, {})
+    assert caught.value.reason == "InvalidLLMConfig"
+    assert "'lora' is not a setting of method 'full'" in caught.value.message and "\n" not in caught.value.message
+
+
 def test_every_object_is_owned_by_the_trainjob(runtime):
     runtime["spec"]["podGroupPolicy"] = {"coscheduling": {"scheduleTimeoutSeconds": 30}}
     desired = reconcile(make_trainjob(), runtime, {})
-    assert len(desired.objects()) == 4
+    kinds = [obj["kind"] for obj in desired.objects()]
+    assert kinds == [
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "PodGroup",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "JobSet",
+    ]
     for obj in desired.objects():
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["kind"] == "TrainJob" and owner["controller"] is True
@@ -252,6 +279,41 @@ def test_bad_input_is_refused_with_a_clear_reason(runtime, change, secrets, reas
     assert text in caught.value.message
 
 
+def test_node_pods_may_patch_their_own_trainjob_status_and_nothing_else(runtime):
+    desired = reconcile(make_trainjob(initializer={"dataset": {"storageUri": "s3://b/d"}}), runtime, {})
+    account, role, binding = desired.progress_access
+    assert account["metadata"]["name"] == "tune-trainer"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["kubetune.dev"],
+            "resources": ["trainjobs/status"],
+            "resourceNames": ["tune"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    assert binding["roleRef"]["name"] == "tune-trainer"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "tune-trainer", "namespace": "team-a"}]
+    jobs = jobs_by_name(desired.jobset)
+    assert pod_spec(jobs["node"])["serviceAccountName"] == "tune-trainer"
+    assert "serviceAccountName" not in pod_spec(jobs["dataset-initializer"])  # initializers get no API access
+    env = env_of(pod_spec(jobs["node"])["containers"][0])
+    assert env["KUBETUNE_TRAINJOB"] == {"name": "KUBETUNE_TRAINJOB", "value": "tune"}
+    assert env["KUBETUNE_NAMESPACE"] == {"name": "KUBETUNE_NAMESPACE", "value": "team-a"}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"trainer": {"command": ["python", "train.py"]}},  # a custom trainer reports no progress record
+        {"podOverrides": {"serviceAccountName": "mine"}},  # the user's account (it needs the grant itself)
+    ],
+)
+def test_no_progress_account_when_the_node_runs_something_else_or_as_the_users(runtime, spec):
+    desired = reconcile(make_trainjob(**spec), runtime, {})
+    assert desired.progress_access == []
+    assert pod_spec(jobs_by_name(desired.jobset)["node"]).get("serviceAccountName") in (None, "mine")
+
+
 def test_long_names_are_refused():
     with pytest.raises(InvalidTrainJob, match="at most 40"):
         reconcile(make_trainjob(name="x" * 41), {"spec": {}}, {})
@@ -273,6 +335,8 @@ def test_generated_objects_validate_against_official_schemas(runtime, jobset_val
     desired = reconcile(trainjob, runtime, {"hf": ["HF_TOKEN"]})
     validate_k8s(desired.config_map)
     validate_k8s(desired.workspace)
+    for obj in desired.progress_access:
+        validate_k8s(obj)
     jobset_validator.validate(desired.jobset)
     for job in desired.jobset["spec"]["replicatedJobs"]:
         validate_k8s({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job["name"]}, **job["template"]})

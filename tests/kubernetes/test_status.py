@@ -1,4 +1,4 @@
-"""JobSet state mirrored into TrainJob conditions, job counts and training progress."""
+"""JobSet state mirrored into TrainJob conditions and job counts; the trainer's progress left to the trainer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from k8s_schemas import make_trainjob
 
-from kubetune.controller.status import failed_status, mirror_status, parse_progress
+from kubetune.controller.status import failed_status, mirror_status
 
 NOW = datetime(2026, 1, 1, 0, 10, tzinfo=timezone.utc)
 
@@ -126,44 +126,20 @@ def test_bad_input_status_is_failed_with_the_reason():
     assert status["observedGeneration"] == 1
 
 
-def test_progress_comes_from_the_last_trainer_line():
-    log = "\n".join(
-        [
-            "dataset: 147 train / 17 eval examples",
-            "step 1/20 | loss 2.5000 | lr 3.00e-04 | eta 1m15s",
-            "step 2/20 | loss 2.2500 | lr 3.00e-04 | tokens_per_s 812 | eta 1h02m",
-            "some other output",
-        ]
-    )
-    assert parse_progress(log) == {"step": 2, "totalSteps": 20, "loss": 2.25, "etaSeconds": 3720}
-
-
-def test_progress_matches_what_the_trainer_prints(tmp_path, capsys):
-    from kubetune.trainer.metrics import MetricsWriter
-
-    writer = MetricsWriter(tmp_path / "metrics.jsonl", total_steps=10)
-    writer.log(1, loss=1.5, lr=1e-4)
-    writer.log(2, loss=1.25, lr=1e-4)
-    progress = parse_progress(capsys.readouterr().out)
-    assert progress["step"] == 2 and progress["totalSteps"] == 10 and progress["loss"] == 1.25
-    assert "etaSeconds" in progress
-
-
-def test_no_progress_line_gives_none():
-    assert parse_progress("starting\nloading model\n") is None
-
-
-def test_progress_is_stored_with_its_time():
-    status = mirror_status(
-        make_trainjob(), jobset(jobs=[("node", 1, 1, 0, 0)]), NOW, progress={"step": 3, "totalSteps": 9}
-    )
-    assert status["trainingProgress"] == {"step": 3, "totalSteps": 9, "updatedAt": "2026-01-01T00:10:00Z"}
+def test_the_trainers_progress_is_never_part_of_the_controllers_status():
+    trainjob = make_trainjob()
+    trainjob["status"] = {"trainingProgress": {"step": 3, "total_steps": 9}}
+    for status in (
+        mirror_status(trainjob, jobset(jobs=[("node", 1, 1, 0, 0)]), NOW),
+        mirror_status(trainjob, None, NOW),
+        failed_status(trainjob, "SecretNotFound", "x", NOW),
+    ):
+        assert "trainingProgress" not in status
 
 
 def test_status_written_by_the_controller_fits_the_crd(trainjob_validator):
     trainjob = make_trainjob()
-    progress = parse_progress("step 4/10 | loss 1.2000 | eta 30s")
-    trainjob["status"] = mirror_status(trainjob, jobset(jobs=[("node", 1, 1, 0, 0)]), NOW, progress)
+    trainjob["status"] = mirror_status(trainjob, jobset(jobs=[("node", 1, 1, 0, 0)]), NOW)
     trainjob_validator.validate(trainjob)
     trainjob["status"] = failed_status(trainjob, "SecretNotFound", "spec.initializer.model.secretRef: x", NOW)
     trainjob_validator.validate(trainjob)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kubetune.spec.base import validate_config
 from kubetune.spec.job import JobSpec
+from kubetune.spec.trainer import method_sections
 
 WORDS = [
     *("apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "garden", "silver", "window"),
@@ -64,4 +65,6 @@ def make_spec(model_dir: Path, data_path: Path, run_dir: Path, **trainer: dict) 
             base[key] = {**base[key], **value}
         else:
             base[key] = value
+    if "lora" not in method_sections(base["method"]) and "lora" not in trainer:
+        del base["lora"]  # the default LoRA settings belong to LoRA methods only
     return validate_config(JobSpec, {"name": "t", "trainer": base, "output_dir": str(run_dir)})

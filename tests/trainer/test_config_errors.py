@@ -22,7 +22,10 @@ from kubetune.trainer.run import run_training
         ({"method": "peft"}, "method 'peft' needs a 'peft' section"),
         ({"training": {"distributed": "fsdp"}}, "fsdp"),
         ({"dataset": {"format": "classification"}}, "sequence-classification"),
-        ({"peft": {"type": "ia3"}}, "only used with method 'peft'"),
+        ({"peft": {"type": "ia3"}}, "'peft' is not a setting of method 'lora'"),
+        ({"method": "prefix", "lora": {"r": 4}}, "'lora' is not a setting of method 'prefix'"),
+        ({"method": "full", "prompt_learning": {"num_virtual_tokens": 4}}, "'prompt_learning' is not a setting"),
+        ({"method": "peft", "peft": {"type": "lora"}}, "use method: lora instead of peft: {type: lora}"),
     ],
 )
 def test_invalid_field_is_rejected_when_the_spec_is_built(tmp_path, override, field):

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 import torch
+from pydantic import ValidationError
 from synthetic_jobs import make_spec, swap_pairs, swap_rows, write_jsonl
 
+from kubetune.contracts.run_dir import RunDir
+from kubetune.spec.job import load_job_file, write_job_file
+from kubetune.spec.trainer import METHOD_CONFIGS, LLMConfig, Method
+from kubetune.trainer.methods import METHODS as METHOD_TABLE
+from kubetune.trainer.methods import build_peft_config, is_mergeable
 from kubetune.trainer.run import run_training
 
 METRIC_KEYS = {
@@ -115,3 +122,62 @@ def test_gradient_checkpointing_gives_the_same_losses_and_bf16_stays_close(tmp_p
     assert losses["checkpointed"] == pytest.approx(losses["fp32"], rel=1e-4)
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.05)
     assert losses["bf16"][-1] < losses["bf16"][0]
+
+
+def test_every_method_of_the_spec_has_one_row_in_the_trainer_table():
+    assert set(METHOD_TABLE) == set(get_args(Method)) == set(METHOD_CONFIGS)
+    for name, row in METHOD_TABLE.items():
+        assert (row.peft_config is None) == (name == "full")
+
+
+@pytest.mark.parametrize(
+    ("method", "section", "mergeable"),
+    [
+        ("full", {}, True),
+        ("lora", {}, True),
+        ("qlora", {}, True),
+        ("dora", {}, True),
+        ("prefix", {}, False),
+        ("prompt", {}, False),
+        ("peft", {"peft": {"type": "ia3"}}, True),
+        ("peft", {"peft": {"type": "prefix_tuning"}}, None),  # refused: it has a method of its own
+        ("peft", {"peft": {"type": "adaption_prompt"}}, False),
+    ],
+)
+def test_the_table_says_which_adapters_merge(method, section, mergeable):
+    if mergeable is None:
+        with pytest.raises(ValidationError, match="use method: prefix"):
+            LLMConfig(method=method, **section)
+        return
+    config = LLMConfig(method=method, **section)
+    assert is_mergeable(config) is mergeable
+    assert config.method_config.method == method
+
+
+def test_peft_builds_the_chosen_methods_config_from_its_typed_section():
+    import peft
+
+    config = LLMConfig(method="dora", lora={"r": 4, "target_modules": ["q_proj"]})
+    built = build_peft_config(config, None)
+    assert isinstance(built, peft.LoraConfig) and built.use_dora and built.r == 4
+    prompt = build_peft_config(LLMConfig(method="prompt", prompt_learning={"num_virtual_tokens": 3}), None)
+    assert isinstance(prompt, peft.PromptTuningConfig) and prompt.num_virtual_tokens == 3
+
+
+def test_config_yaml_is_written_once_by_whoever_launches_the_trainer(tmp_path, smollm2_dir, four_rows):
+    spec = make_spec(
+        smollm2_dir,
+        four_rows,
+        tmp_path / "run",
+        training={"max_steps": 1},
+        output={"save_adapter": False, "save_merged": False},
+    )
+    layout = RunDir(tmp_path / "run")
+    launched = write_job_file(spec, layout.config_file)  # what the local supervisor does before launch
+    written = launched.stat().st_ino
+    run_training(spec, layout.root, config_file=launched)
+    assert layout.config_file.stat().st_ino == written  # the trainer did not write it again
+
+    other = RunDir(tmp_path / "other")
+    run_training(spec, other.root)  # launched without that file (fine_tune, Kubernetes): the trainer records it
+    assert load_job_file(other.config_file).trainer == spec.trainer

@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from kubetune.client.types import Event, Job, JobStatus, Runtime
+from kubetune.contracts.types import Event, Job, JobStatus
 from kubetune.errors import JobFailedError, JobTimeoutError
+from kubetune.runtimes import Runtime
 from kubetune.spec.job import JobSpec
 
 

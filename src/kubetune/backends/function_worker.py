@@ -27,9 +27,8 @@ from typing import Any
 
 import cloudpickle
 
+from kubetune.contracts.run_dir import RunDir
 from kubetune.spec.job import FunctionSpec, load_job_file
-
-RETURNS_DIR = "returns"
 
 
 def pack_function(func: Callable[..., Any], kwargs: dict[str, Any]) -> FunctionSpec:
@@ -66,10 +65,7 @@ def _is_user_module(module: ModuleType) -> bool:
 
 def return_values(run_dir: Path) -> dict[int, Any]:
     """The return value of every rank that finished, by global rank."""
-    values = {}
-    for path in sorted((run_dir / "output" / RETURNS_DIR).glob("rank-*.pkl")):
-        values[int(path.stem.removeprefix("rank-"))] = pickle.loads(path.read_bytes())
-    return values
+    return {rank: pickle.loads(path.read_bytes()) for rank, path in RunDir(run_dir).return_files().items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     node = os.environ.get("GROUP_RANK", "0")
     result = func(**(kwargs or {}))
-    returns = Path(args.run_dir) / "output" / RETURNS_DIR
-    returns.mkdir(parents=True, exist_ok=True)
-    tmp = returns / f".rank-{rank}.pkl.tmp"
+    target = RunDir(Path(args.run_dir)).return_file(rank)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_bytes(cloudpickle.dumps(result))
-    os.replace(tmp, returns / f"rank-{rank}.pkl")
+    os.replace(tmp, target)
     print(f"[node {node} rank {rank}] {spec.name} returned {result!r}", flush=True)
     return 0
 

@@ -14,13 +14,15 @@ from kubetune.trainer.metrics import format_duration
 
 
 def describe_progress(job: Job) -> str:
-    """``loss 0.4123 | 812 tok/s | eta 1m05s`` from the job's last logged step (empty before step 1)."""
+    """``loss 0.4123 | eval 0.4410 | 812 tok/s | eta 1m05s`` from the job's last logged step (empty before step 1)."""
     progress = job.progress
     if progress is None:
         return ""
     parts = []
     if progress.loss is not None:
         parts.append(f"loss {progress.loss:.4f}")
+    if progress.eval_loss is not None:
+        parts.append(f"eval {progress.eval_loss:.4f}")
     if progress.tokens_per_s is not None:
         parts.append(f"{progress.tokens_per_s:,.0f} tok/s")
     if progress.eta_s is not None:

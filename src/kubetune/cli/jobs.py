@@ -16,6 +16,7 @@ from rich.table import Table
 from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
+from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
 
 Home = Annotated[
@@ -43,17 +44,12 @@ def make_client(home: Path | None, backend: str = "local", namespace: str | None
     Raises:
         ConfigError: an unknown backend name, or an option that backend does not take.
     """
-    if backend == "local":
-        from kubetune.backends.local import LocalBackend
-
-        if namespace is not None:
-            raise ConfigError("--namespace: only the kubernetes backend has namespaces")
-        return TrainerClient(LocalBackend(home))
-    if backend == "kubernetes":
-        from kubetune.backends.kubernetes import KubernetesBackend
-
-        return TrainerClient(KubernetesBackend(namespace=namespace))
-    raise ConfigError(f"--backend: {backend!r} is not 'local' or 'kubernetes'")
+    if backend == "local" and namespace is not None:
+        raise ConfigError("--namespace: only the kubernetes backend has namespaces")
+    options = {"local": {"home": home}, "kubernetes": {"namespace": namespace}}.get(backend)
+    if options is None:
+        raise ConfigError(f"--backend: {backend!r} is not 'local' or 'kubernetes'")
+    return TrainerClient(backend, **options)
 
 
 def _age(job: Job) -> str:
@@ -70,9 +66,12 @@ def print_outputs(job: Job) -> None:
     steps = job.progress.step if job.progress else None
     done = f"done in {steps} steps" if steps is not None else "done"
     console.print(f"[bold green]{done}[/]; outputs in {output}")
-    for label, sub in (("adapter", "adapter"), ("merged", "merged"), ("loss curve", "loss.png")):
-        if output is not None and (output / sub).exists():
-            console.print(f"  {label + ':':<11} {output / sub}")
+    if job.run_dir is None:
+        return
+    layout = RunDir(job.run_dir)
+    for label, path in (("adapter", layout.adapter), ("merged", layout.merged), ("loss curve", layout.loss_curve)):
+        if path.exists():
+            console.print(f"  {label + ':':<11} {path}")
 
 
 def report_end(job: Job) -> int:
@@ -98,7 +97,7 @@ def delete_finished(client: TrainerClient, name: str) -> None:
         job = client.get_job(name)
     except JobNotFoundError:
         return
-    if job.status not in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED):
+    if not job.status.is_terminal:
         raise JobExistsError(f"job {name!r} is still {job.status.value}; wait for it or `kubetune delete {name}`")
     client.delete_job(name)
 

@@ -1,7 +1,7 @@
 """kubetune's SDK: ``TrainerClient`` and the types it takes and returns."""
 
 from kubetune.client.trainer_client import JobOption, MaxRestarts, Name, RunDirectory, TrainerClient
-from kubetune.client.types import (
+from kubetune.contracts.types import (
     BuiltinTrainer,
     CustomTrainer,
     Event,
@@ -9,10 +9,10 @@ from kubetune.client.types import (
     Job,
     JobStatus,
     Progress,
-    Runtime,
     Step,
     StepStatus,
 )
+from kubetune.runtimes import Runtime
 from kubetune.spec.trainer import LLMConfig
 
 __all__ = [

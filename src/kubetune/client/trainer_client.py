@@ -8,21 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from kubetune.client.types import (
+from kubetune.contracts.types import (
     BuiltinTrainer,
     CustomTrainer,
     Event,
     Initializer,
     Job,
     JobStatus,
-    Runtime,
 )
 from kubetune.errors import ConfigError
+from kubetune.runtimes import Runtime
 from kubetune.spec.base import format_validation_error
 from kubetune.spec.job import JobSpec
 from kubetune.spec.trainer import LLMConfig
 
-if TYPE_CHECKING:  # the backends import this package's types; import them lazily
+if TYPE_CHECKING:  # a backend is imported when chosen (kubernetes needs its client library)
     from kubetune.backends.base import RuntimeBackend
 
 
@@ -35,19 +35,23 @@ class TrainerClient:
             ``~/.kubetune``), ``"kubernetes"`` (a
             :class:`~kubetune.backends.kubernetes.KubernetesBackend` on the current kubeconfig
             context), or a configured backend instance.
+        backend_options: keyword arguments of the backend named by ``backend`` (``home=`` for
+            local; ``namespace=``, ``context=``... for kubernetes).
     """
 
-    def __init__(self, backend: RuntimeBackend | str = "local"):
+    def __init__(self, backend: RuntimeBackend | str = "local", **backend_options: Any):
         if backend == "local":
             from kubetune.backends.local import LocalBackend
 
-            backend = LocalBackend()
+            backend = LocalBackend(**backend_options)
         elif backend == "kubernetes":
             from kubetune.backends.kubernetes import KubernetesBackend
 
-            backend = KubernetesBackend()
+            backend = KubernetesBackend(**backend_options)
         elif isinstance(backend, str):
             raise ConfigError(f"backend: {backend!r} is not 'local', 'kubernetes' or a RuntimeBackend instance")
+        elif backend_options:
+            raise ConfigError("backend options are for a backend named by string; configure the instance instead")
         self.backend = backend
 
     def train(

@@ -13,14 +13,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from kubetune.contracts.kubernetes import GROUP
 from kubetune.spec.base import StrictModel
-
-GROUP = "kubetune.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-TRAINJOB_PLURAL = "trainjobs"
-RUNTIME_PLURAL = "trainingruntimes"
-CLUSTER_RUNTIME_PLURAL = "clustertrainingruntimes"
 
 # Replicated job names inside the JobSet; runtime templates name their containers the same way.
 DATASET_INITIALIZER = "dataset-initializer"

@@ -8,9 +8,10 @@ Run it with ``python -m kubetune.controller`` (in-cluster, or with a kubeconfig)
   the same objects again is a no-op, and object names derive from the TrainJob's, so a
   controller restart never duplicates anything. Bad input: Failed condition, a Warning event,
   nothing created.
-- JobSet events and a periodic timer: mirror JobSet state and the trainer's progress line
-  (read from the rank-0 pod's log tail) into the TrainJob status; past the deadline the
-  JobSet is deleted (the PVC stays for inspection until the TrainJob is deleted).
+- JobSet events and a periodic timer: mirror JobSet state into the TrainJob status; past the
+  deadline the JobSet is deleted (the PVC stays for inspection until the TrainJob is deleted).
+  ``status.trainingProgress`` is written by the trainer itself (its rank 0 patches the
+  progress record with the job's own service account); the controller never overwrites it.
 
 No finalizers: children carry owner references, so Kubernetes garbage collection deletes them.
 """
@@ -27,27 +28,25 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
 import kubernetes
-from kubetune.controller.api import (
+from kubetune.contracts.kubernetes import (
     CLUSTER_RUNTIME_PLURAL,
     GROUP,
-    NODE,
     RUNTIME_PLURAL,
+    TRAINJOB_LABEL,
     TRAINJOB_PLURAL,
     VERSION,
 )
 from kubetune.controller.reconcile import (
     FIELD_MANAGER,
-    TRAINJOB_LABEL,
     InvalidTrainJob,
     parse_trainjob_spec,
     reconcile,
 )
-from kubetune.controller.status import condition_true, failed_status, is_finished, mirror_status, parse_progress
+from kubetune.controller.status import condition_true, failed_status, is_finished, mirror_status
 
 log = logging.getLogger(__name__)
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 STATUS_INTERVAL_S = 15.0
-LOG_TAIL_LINES = 50
 
 
 class Cluster:
@@ -112,24 +111,6 @@ class Cluster:
         except (ApiException, NotFoundError) as err:
             if getattr(err, "status", None) != 404:
                 raise
-
-    def rank0_log_tail(self, namespace: str, trainjob: str) -> str:
-        """The last lines of the rank-0 node pod's log ('' when it has not started)."""
-        selector = (
-            f"{TRAINJOB_LABEL}={trainjob},jobset.sigs.k8s.io/replicatedjob-name={NODE},"
-            "batch.kubernetes.io/job-completion-index=0"
-        )
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
-        running = [pod for pod in pods if pod.status and pod.status.phase in ("Running", "Succeeded", "Failed")]
-        if not running:
-            return ""
-        pod = max(running, key=lambda p: p.metadata.creation_timestamp)
-        try:
-            return self.core.read_namespaced_pod_log(
-                pod.metadata.name, namespace, container=NODE, tail_lines=LOG_TAIL_LINES
-            )
-        except ApiException:
-            return ""
 
 
 CLUSTER: Cluster | None = None
@@ -208,7 +189,7 @@ def sync_trainjob(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 
 def refresh_status(trainjob: dict, patch: kopf.Patch) -> None:
-    """Mirror the JobSet and the trainer's progress into the status; enforce the deadline."""
+    """Mirror the JobSet into the status; enforce the deadline."""
     if is_finished(trainjob.get("status")):
         return
     meta = trainjob["metadata"]
@@ -216,8 +197,7 @@ def refresh_status(trainjob: dict, patch: kopf.Patch) -> None:
     jobset = api.jobset(meta["namespace"], meta["name"])
     if jobset is None and not condition_true(trainjob.get("status"), "Created"):
         return  # not created yet (or refused): sync_trainjob owns this state
-    progress = parse_progress(api.rank0_log_tail(meta["namespace"], meta["name"])) if jobset else None
-    status = mirror_status(trainjob, jobset, _now(), progress)
+    status = mirror_status(trainjob, jobset, _now())
     patch.status.update(status)
     failed = next((c for c in status.get("conditions", []) if c["type"] == "Failed" and c["status"] == "True"), None)
     if failed and failed["reason"] == "DeadlineExceeded" and jobset is not None:
@@ -227,7 +207,7 @@ def refresh_status(trainjob: dict, patch: kopf.Patch) -> None:
 
 @kopf.timer(GROUP, VERSION, TRAINJOB_PLURAL, interval=STATUS_INTERVAL_S, initial_delay=5)
 def poll_status(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Periodic status refresh (progress lines appear in logs, not in JobSet events)."""
+    """Periodic status refresh (the deadline passes without any JobSet event)."""
     refresh_status(dict(body), patch)
 
 

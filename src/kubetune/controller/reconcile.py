@@ -3,8 +3,10 @@
 Nothing here talks to a cluster. :func:`reconcile` is given everything it needs (the TrainJob,
 the runtime object, the keys of the Secrets that exist, the JobSet if one exists) and returns
 the objects to server-side apply, in order: the job's config (ConfigMap), the shared workspace
-(PVC), an optional coscheduling PodGroup, and the JobSet. Every object carries an owner
-reference to the TrainJob, so deleting the TrainJob deletes them.
+(PVC), an optional coscheduling PodGroup, the trainer's progress access (a ServiceAccount, a Role
+allowing ``get``/``patch`` of this TrainJob's ``status`` and nothing else, their RoleBinding), and
+the JobSet. Every object carries an owner reference to the TrainJob, so deleting the TrainJob
+deletes them.
 
 The JobSet runs ``dataset-initializer`` first, then ``model-initializer`` (after the dataset is
 Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun. JobSet supports one
@@ -21,13 +23,26 @@ import copy
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from kubetune.controller.api import (
+from kubetune.contracts.kubernetes import (
     API_VERSION,
+    GROUP,
+    KUEUE_PRIORITY_LABEL,
+    KUEUE_QUEUE_LABEL,
+    MAX_NAME_LENGTH,
+    PODGROUP_LABEL,
+    TRAINJOB_LABEL,
+    TRAINJOB_NAME_ENV,
+    TRAINJOB_NAMESPACE_ENV,
+    TRAINJOB_PLURAL,
+)
+from kubetune.contracts.run_dir import CONFIG_FILE_NAME, RunDir
+from kubetune.controller.api import (
     DATASET_INITIALIZER,
     MODEL_INITIALIZER,
     NODE,
@@ -36,19 +51,15 @@ from kubetune.controller.api import (
     TrainJobSpec,
 )
 from kubetune.errors import KubetuneError
-from kubetune.spec.base import deep_merge, format_validation_error
+from kubetune.spec.base import format_validation_error
 from kubetune.spec.job import JobSpec
-from kubetune.spec.trainer import LLMConfig
+from kubetune.spec.trainer import LLMConfig, merge_llm_config
 
 FIELD_MANAGER = "kubetune-controller"
-TRAINJOB_LABEL = "kubetune.dev/trainjob-name"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-KUEUE_PASSTHROUGH = (KUEUE_QUEUE_LABEL, "kueue.x-k8s.io/priority-class")
-PODGROUP_LABEL = "scheduling.x-k8s.io/pod-group"
+KUEUE_PASSTHROUGH = (KUEUE_QUEUE_LABEL, KUEUE_PRIORITY_LABEL)
 MASTER_PORT = 29500
-MAX_NAME_LENGTH = 40  # "<name>-model-initializer-0-0" must stay a 63-character DNS label
 CONFIG_DIR = "/etc/kubetune"
-CONFIG_FILE = "config.yaml"
+CONFIG_FILE = CONFIG_FILE_NAME
 WORKSPACE_VOLUME = "workspace"
 CONFIG_VOLUME = "kubetune-config"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -77,11 +88,13 @@ class Desired:
     config_map: dict
     workspace: dict
     pod_group: dict | None
+    progress_access: list[dict]
     jobset: dict
 
     def objects(self) -> list[dict]:
         """The objects in apply order (dependencies of the JobSet first)."""
-        return [self.config_map, self.workspace, *([self.pod_group] if self.pod_group else []), self.jobset]
+        pod_group = [self.pod_group] if self.pod_group else []
+        return [self.config_map, self.workspace, *pod_group, *self.progress_access, self.jobset]
 
 
 def parse_trainjob_spec(trainjob: Mapping[str, Any]) -> TrainJobSpec:
@@ -168,10 +181,41 @@ def reconcile(
                 "scheduleTimeoutSeconds": runtime_spec.pod_group_policy.coscheduling.schedule_timeout_seconds,
             },
         }
+    reports_progress = spec.trainer.command is None and spec.trainer.args is None
+    overridden = spec.pod_overrides is not None and spec.pod_overrides.service_account_name
+    account = f"{meta['name']}-trainer" if reports_progress and not overridden else None
+    progress_access = _progress_access(account, meta, owner, labels) if account else []
     jobset = _jobset(
         trainjob, spec, runtime_spec, sources, secret_env, num_nodes, owner, labels, pod_group, existing_jobset
     )
-    return Desired(config_map, workspace, pod_group, jobset)
+    node_pod = next(job for job in jobset["spec"]["replicatedJobs"] if job["name"] == NODE)["template"]["spec"]
+    if account:
+        node_pod["template"]["spec"]["serviceAccountName"] = account
+    return Desired(config_map, workspace, pod_group, progress_access, jobset)
+
+
+def _progress_access(account: str, trainjob_meta: Mapping[str, Any], owner: dict, labels: dict[str, str]) -> list[dict]:
+    """A ServiceAccount for the node pods that may read and patch this TrainJob's status, and nothing else."""
+    name = trainjob_meta["name"]
+    meta = _meta(account, trainjob_meta, owner, labels)
+    rule = {
+        "apiGroups": [GROUP],
+        "resources": [f"{TRAINJOB_PLURAL}/status"],
+        "resourceNames": [name],
+        "verbs": ["get", "patch"],
+    }
+    subject = {"kind": "ServiceAccount", "name": account, "namespace": trainjob_meta["namespace"]}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [rule]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+            "subjects": [subject],
+        },
+    ]
 
 
 def _check_env(env: list[dict[str, Any]], field: str) -> None:
@@ -225,7 +269,7 @@ def _job_spec(name: str, spec: TrainJobSpec, runtime: RuntimeSpec, initialized: 
     Where an initializer fetches the model (dataset), the trainer must read ``<run>/model``
     (``<run>/dataset``), so a path in the LLM config would contradict it.
     """
-    raw = deep_merge(runtime.llm_config or {}, spec.trainer.llm_config or {})
+    raw = merge_llm_config(runtime.llm_config or {}, spec.trainer.llm_config or {})
     try:
         llm = LLMConfig.model_validate(raw)
     except ValidationError as err:
@@ -299,7 +343,8 @@ def _jobset(
             )
         job = jobs[job_name]
         container = _container(job, job_name, spec.runtime_ref.name)
-        container["args"] = ["--uri", source.storage_uri, "--target", f"{runtime.workspace.mount_path}/{step}"]
+        target = RunDir(Path(runtime.workspace.mount_path)).source(step)
+        container["args"] = ["--uri", source.storage_uri, "--target", str(target)]
         container["env"] = [*container.get("env", []), *source.env, *secret_env[job_name]]
         container["volumeMounts"] = [*container.get("volumeMounts", []), mount]
         _finish_job(job, name, spec, runtime, labels, pod_group=None)
@@ -328,6 +373,12 @@ def _jobset(
             f"{CONFIG_DIR}/{CONFIG_FILE}",
             "--run-dir",
             runtime.workspace.mount_path,
+        ]
+        # where rank 0 reports its progress record (kubetune.trainer.status_report)
+        container["env"] = [
+            *container.get("env", []),
+            {"name": TRAINJOB_NAME_ENV, "value": name},
+            {"name": TRAINJOB_NAMESPACE_ENV, "value": meta["namespace"]},
         ]
     torch_env = [
         {"name": "PET_NNODES", "value": str(num_nodes)},

@@ -6,22 +6,23 @@ when the user asked, ``QueuedByKueue`` while Kueue has not admitted it), ``Compl
 ``Failed`` (reasons ``JobSetFailed``, ``DeadlineExceeded``, or an input reason such as
 ``RuntimeNotFound``). Complete and Failed are terminal: once True they never change.
 ``lastTransitionTime`` moves only when a condition's status changes.
+
+``status.trainingProgress`` belongs to the trainer: rank 0 patches its progress record there
+(:mod:`kubetune.trainer.status_report`). The status computed here never contains that field,
+so the controller's patches keep the trainer's latest report instead of writing back an older one.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from kubetune.contracts.kubernetes import KUEUE_QUEUE_LABEL, PROGRESS_STATUS_FIELD
 from kubetune.controller.api import NODE
-from kubetune.controller.reconcile import KUEUE_QUEUE_LABEL
 
 TERMINAL = ("Complete", "Failed")
-_PROGRESS = re.compile(r"^step (?P<step>\d+)/(?P<total>\d+)(?P<rest>( \| .*)?)$")
-_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
 def timestamp(now: datetime) -> str:
@@ -85,7 +86,7 @@ def is_finished(status: Mapping[str, Any] | None) -> bool:
 
 def failed_status(trainjob: Mapping[str, Any], reason: str, message: str, now: datetime) -> dict:
     """The status of a TrainJob that cannot run (bad input): Failed with ``reason``, nothing created."""
-    status = copy.deepcopy(trainjob.get("status") or {})
+    status = _controller_status(trainjob)
     generation = trainjob.get("metadata", {}).get("generation")
     conditions = status.get("conditions", [])
     conditions = set_condition(conditions, "Created", False, reason, message, now, generation)
@@ -105,20 +106,25 @@ def deadline_exceeded(trainjob: Mapping[str, Any], now: datetime) -> bool:
     return (now - parse_timestamp(created)).total_seconds() > deadline
 
 
-def mirror_status(
-    trainjob: Mapping[str, Any], jobset: Mapping[str, Any] | None, now: datetime, progress: dict | None = None
-) -> dict:
+def _controller_status(trainjob: Mapping[str, Any]) -> dict:
+    """A copy of the TrainJob's status without the trainer's own field."""
+    status = copy.deepcopy(trainjob.get("status") or {})
+    status.pop(PROGRESS_STATUS_FIELD, None)
+    return status
+
+
+def mirror_status(trainjob: Mapping[str, Any], jobset: Mapping[str, Any] | None, now: datetime) -> dict:
     """Compute the TrainJob status from its JobSet (None when not created yet).
 
     Args:
         trainjob: the TrainJob (its current status is the starting point).
         jobset: the JobSet the controller created, with its status.
         now: the current time (for transition times and the deadline).
-        progress: a parsed progress line (see :func:`parse_progress`), kept when None.
+
+    Returns:
+        The status without ``trainingProgress`` (the trainer's to write).
     """
-    status = copy.deepcopy(trainjob.get("status") or {})
-    if progress is not None:
-        status["trainingProgress"] = {**progress, "updatedAt": timestamp(now)}
+    status = _controller_status(trainjob)
     if is_finished(status):
         return status
     generation = trainjob.get("metadata", {}).get("generation")
@@ -180,26 +186,3 @@ def _job_counts(entry: Mapping[str, Any]) -> dict:
         "name": entry["name"],
         **{key: int(entry.get(key, 0)) for key in ("ready", "active", "succeeded", "failed", "suspended")},
     }
-
-
-def parse_progress(log_text: str) -> dict | None:
-    """Read the last trainer progress line (``step 3/20 | loss 1.2345 | ... | eta 1m15s``) of a log.
-
-    Returns ``{"step", "totalSteps", "loss"?, "etaSeconds"?}`` or None when there is no such line.
-    """
-    for line in reversed(log_text.splitlines()):
-        match = _PROGRESS.match(line.strip())
-        if not match:
-            continue
-        progress: dict[str, Any] = {"step": int(match["step"]), "totalSteps": int(match["total"])}
-        for part in match["rest"].split(" | ")[1:]:
-            key, _, value = part.partition(" ")
-            if key == "loss":
-                try:
-                    progress["loss"] = float(value)
-                except ValueError:
-                    continue
-            elif key == "eta" and (eta := _DURATION.match(value)) and value:
-                progress["etaSeconds"] = int(eta["h"] or 0) * 3600 + int(eta["m"] or 0) * 60 + int(eta["s"] or 0)
-        return progress
-    return None

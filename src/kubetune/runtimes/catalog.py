@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubetune import __version__
+from kubetune.contracts.version import __version__
 from kubetune.controller.api import NODE, RuntimeSpec
 from kubetune.errors import ConfigError
 from kubetune.planning import ModelShape

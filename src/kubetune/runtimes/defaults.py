@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from kubetune.errors import ConfigError
 from kubetune.runtimes.catalog import Runtime
-from kubetune.spec.base import deep_merge, format_validation_error
+from kubetune.spec.base import format_validation_error
 from kubetune.spec.job import JobSpec
+from kubetune.spec.trainer import merge_llm_config
 
 GPU_RESOURCE = "nvidia.com/gpu"
 _MEMORY = re.compile(r"^\d+(\.\d+)?([KMGT]i?)?$")
@@ -38,7 +39,7 @@ def apply_runtime(spec: JobSpec, runtime: Runtime) -> JobSpec:
     user = spec.model_dump(exclude_unset=True)
     fields = dict(user, runtime=runtime.name)
     if spec.trainer_kind == "builtin":
-        fields["trainer"] = deep_merge(runtime.llm_config.model_dump(exclude_unset=True), user.get("trainer", {}))
+        fields["trainer"] = merge_llm_config(runtime.llm_config.model_dump(exclude_unset=True), user.get("trainer", {}))
     for key, default in (
         ("num_nodes", runtime.num_nodes),
         ("procs_per_node", runtime.procs_per_node),

@@ -217,6 +217,13 @@ class InitializerSpec(StrictModel):
         match = _SCHEME.match(self.storage_uri)
         return match.group(1) if match else "file"
 
+    def secret_refs(self) -> list[SecretRef]:
+        """Every secret reference this initializer holds: ``token`` and the ``s3`` credentials."""
+        refs = [self.token]
+        if self.s3 is not None:
+            refs += [self.s3.access_key_id, self.s3.secret_access_key, self.s3.session_token]
+        return [ref for ref in refs if ref is not None]
+
 
 class ModelInitializer(InitializerSpec):
     """Fetch the pre-trained model into ``<run>/model``.

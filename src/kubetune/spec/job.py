@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
 
+from kubetune.contracts.kubernetes import DNS_LABEL_MAX
+from kubetune.contracts.run_dir import SOURCE_KINDS
+from kubetune.errors import ConfigError
 from kubetune.spec.base import StrictModel, read_yaml, validate_config
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
 from kubetune.spec.trainer import LLMConfig
@@ -94,8 +98,8 @@ class JobSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _dns_label(cls, value: str | None) -> str | None:
-        if value is not None and (len(value) > 63 or not _NAME.match(value)):
-            raise ValueError("must be a lowercase DNS label: a-z, 0-9 and '-', at most 63 characters")
+        if value is not None and (len(value) > DNS_LABEL_MAX or not _NAME.match(value)):
+            raise ValueError(f"must be a lowercase DNS label: a-z, 0-9 and '-', at most {DNS_LABEL_MAX} characters")
         return value
 
     @field_validator("env")
@@ -113,6 +117,26 @@ class JobSpec(StrictModel):
         if self.trainer_kind == "builtin" and self.function is not None:
             raise ValueError("a function is only used with trainer_kind 'custom'")
         return self
+
+
+def require_sources(spec: JobSpec, runtime: str | None = None, runtime_fetches: Collection[str] = ()) -> None:
+    """A builtin job needs a model and a dataset: a trainer path, an initializer of the job, or its runtime's.
+
+    Args:
+        spec: the job (runtime defaults already applied).
+        runtime: the runtime's name, when its initializers count (Kubernetes).
+        runtime_fetches: the sources (``model``, ``dataset``) the runtime's initializers fetch.
+
+    Raises:
+        ConfigError: ``trainer.<model|dataset>.path`` is missing and nothing fetches it.
+    """
+    if spec.trainer_kind != "builtin":
+        return
+    for kind in SOURCE_KINDS:
+        fetched = spec.initializer is not None and getattr(spec.initializer, kind) is not None
+        if getattr(spec.trainer, kind).path is None and not fetched and kind not in runtime_fetches:
+            where = f"runtime {runtime!r} has no {kind} initializer" if runtime else f"no {kind} initializer"
+            raise ConfigError(f"trainer.{kind}.path: no {kind} given and {where}")
 
 
 def load_job_file(path: str | Path) -> JobSpec:
@@ -140,13 +164,12 @@ def load_job_file(path: str | Path) -> JobSpec:
     return spec
 
 
-def write_job_file(spec: JobSpec, output_dir: Path) -> Path:
-    """Write ``spec`` to ``output_dir/config.yaml`` atomically (what workers read); returns the path.
+def write_job_file(spec: JobSpec, path: Path) -> Path:
+    """Write ``spec`` to ``path`` (a run's ``output/config.yaml``) atomically; returns the path.
 
     The spec holds secret references only, never values, so the file is safe to keep.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
     os.replace(tmp, path)

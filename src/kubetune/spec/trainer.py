@@ -6,11 +6,12 @@ SDK ``train()``, YAML load) before any compute is spent. Unknown fields are reje
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
-from kubetune.spec.base import StrictModel
+from kubetune.spec.base import StrictModel, deep_merge
 
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
 DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
@@ -20,11 +21,6 @@ Distributed = Literal["auto", "ddp", "fsdp"]
 Switch = bool | Literal["auto"]
 #: The speed settings that default to ``auto`` (see ``kubetune.trainer.speed_plan``).
 SPEED_SETTINGS = ("precision", "packing", "chunked_loss", "fused_lora", "compile", "gradient_checkpointing")
-
-#: Methods whose adapter can be folded into the base weights for the ``merged/`` export.
-MERGEABLE_METHODS = ("lora", "qlora", "dora")
-#: PEFT types (pass-through ``peft.type``) whose adapters can be merged into the base weights.
-MERGEABLE_PEFT_TYPES = ("lora", "ia3", "loha", "lokr", "adalora", "boft", "oft", "vera", "fourierft")
 
 
 class ModelConfig(StrictModel):
@@ -116,11 +112,101 @@ class PeftPassThrough(StrictModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
+    #: PEFT types that kubetune asks for with a method of its own.
+    OWN_METHODS: ClassVar[dict[str, str]] = {"lora": "lora", "prefix_tuning": "prefix", "prompt_tuning": "prompt"}
+
     type: str = Field(description="PEFT method name, e.g. 'ia3'.")
+
+    @field_validator("type")
+    @classmethod
+    def _not_an_own_method(cls, value: str) -> str:
+        method = cls.OWN_METHODS.get(value.lower())
+        if method is not None:
+            raise ValueError(
+                f"{value!r} has a method of its own: use method: {method} instead of peft: {{type: {value}}}"
+            )
+        return value
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments for the PEFT config class (everything except ``type``)."""
         return dict(self.model_extra or {})
+
+
+class FullMethod(StrictModel):
+    """``method: full``: every weight trains; no section of its own."""
+
+    method: Literal["full"] = "full"
+
+
+class LoraMethod(StrictModel):
+    """``method: lora``: low-rank adapters, set in the ``lora:`` section."""
+
+    method: Literal["lora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class QLoraMethod(LoraMethod):
+    """``method: qlora``: LoRA over a 4-bit NF4 base, set in the ``lora:`` section."""
+
+    method: Literal["qlora"] = "qlora"
+
+
+class DoraMethod(LoraMethod):
+    """``method: dora``: weight-decomposed LoRA, set in the ``lora:`` section."""
+
+    method: Literal["dora"] = "dora"
+
+
+class PrefixMethod(StrictModel):
+    """``method: prefix``: prefix tuning, set in the ``prompt_learning:`` section."""
+
+    method: Literal["prefix"] = "prefix"
+    prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
+
+
+class PromptMethod(PrefixMethod):
+    """``method: prompt``: prompt tuning, set in the ``prompt_learning:`` section."""
+
+    method: Literal["prompt"] = "prompt"
+
+
+class PeftMethod(StrictModel):
+    """``method: peft``: any other PEFT method, named in the ``peft:`` section."""
+
+    method: Literal["peft"] = "peft"
+    peft: PeftPassThrough
+
+
+#: The typed config of the chosen method, told apart by ``method``.
+MethodConfig = Annotated[
+    FullMethod | LoraMethod | QLoraMethod | DoraMethod | PrefixMethod | PromptMethod | PeftMethod,
+    Field(discriminator="method"),
+]
+_METHOD_ADAPTER: TypeAdapter[MethodConfig] = TypeAdapter(MethodConfig)
+#: Each method's config class, by method name.
+METHOD_CONFIGS: dict[str, type[StrictModel]] = {
+    cls.model_fields["method"].default: cls
+    for cls in (FullMethod, LoraMethod, QLoraMethod, DoraMethod, PrefixMethod, PromptMethod, PeftMethod)
+}
+
+
+def method_sections(method: str) -> tuple[str, ...]:
+    """The sections ``method`` reads (``("lora",)`` for lora); empty for an unknown method."""
+    cls = METHOD_CONFIGS.get(method)
+    return () if cls is None else tuple(name for name in cls.model_fields if name != "method")
+
+
+#: Every method's section (``lora``, ``prompt_learning``, ``peft``).
+METHOD_SECTIONS = tuple(dict.fromkeys(section for method in METHOD_CONFIGS for section in method_sections(method)))
+
+
+def merge_llm_config(defaults: Mapping[str, Any], user: Mapping[str, Any]) -> dict[str, Any]:
+    """A runtime's LLM config (``defaults``) deep-merged under a job's (``user``), method-aware:
+    when the job picks another method, the runtime's sections of its own method are dropped."""
+    method = user.get("method")
+    if method is not None and method != defaults.get("method"):
+        defaults = {key: value for key, value in defaults.items() if key not in METHOD_SECTIONS}
+    return deep_merge(defaults, user)
 
 
 class TrainingConfig(StrictModel):
@@ -179,28 +265,49 @@ class OutputConfig(StrictModel):
 
 
 class LLMConfig(StrictModel):
-    """Everything the LLM Trainer needs: model, data, method and loop settings."""
+    """Everything the LLM Trainer needs: model, data, method and loop settings.
+
+    ``method`` chooses one of the typed method configs (:data:`MethodConfig`); only that
+    method's section may be given (``lora:`` for lora/qlora/dora, ``prompt_learning:`` for
+    prefix/prompt, ``peft:`` for peft). A section holds what the job wrote (None when left
+    out); :attr:`method_config` is the chosen method's config with its defaults filled in.
+    """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     method: Method = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    prompt_learning: PromptLearningConfig = Field(default_factory=PromptLearningConfig)
+    lora: LoraConfig | None = Field(default=None, description="Settings of methods lora, qlora and dora.")
+    prompt_learning: PromptLearningConfig | None = Field(
+        default=None, description="Settings of methods prefix and prompt."
+    )
     peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_of_the_method(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        method = data.get("method", cls.model_fields["method"].default)
+        if method not in METHOD_CONFIGS:
+            return data  # the field's own validation names the allowed methods
+        allowed = method_sections(method)
+        for section in METHOD_SECTIONS:
+            if data.get(section) is not None and section not in allowed:
+                uses = f"its section is '{allowed[0]}'" if allowed else "it has no section"
+                raise ValueError(f"'{section}' is not a setting of method {method!r} ({uses})")
+        if method == "peft" and data.get("peft") is None:
+            raise ValueError("method 'peft' needs a 'peft' section naming the PEFT type, e.g. peft: {type: ia3}")
+        return data
+
     @model_validator(mode="after")
     def _check_combination(self) -> LLMConfig:
-        if self.method == "peft" and self.peft is None:
-            raise ValueError("method 'peft' needs a 'peft' section naming the PEFT type, e.g. peft: {type: ia3}")
-        if self.method != "peft" and self.peft is not None:
-            raise ValueError(f"a 'peft' section is only used with method 'peft' (method is {self.method!r})")
         if self.model.task != "causal-lm":
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name) is True:
                     raise ValueError(f"training.{name} needs model.task 'causal-lm'")
-        if self.method in ("prefix", "prompt"):
+        if "prompt_learning" in method_sections(self.method):  # virtual tokens
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name) is True:
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
@@ -214,8 +321,8 @@ class LLMConfig(StrictModel):
             raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
         return self
 
-    def is_mergeable(self) -> bool:
-        """Whether the trained adapter can be merged into the base weights (LoRA-like methods)."""
-        if self.method == "peft":
-            return self.peft is not None and self.peft.type.lower() in MERGEABLE_PEFT_TYPES
-        return self.method in MERGEABLE_METHODS
+    @property
+    def method_config(self) -> MethodConfig:
+        """The chosen method's typed config (its ``method`` and its section), picked by ``method``."""
+        given = {name: value for name in method_sections(self.method) if (value := getattr(self, name)) is not None}
+        return _METHOD_ADAPTER.validate_python({"method": self.method, **given})

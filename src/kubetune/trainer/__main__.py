@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_job_file(args.config)
         run_dir = Path(args.run_dir or spec.output_dir or Path(args.config).resolve().parent.parent)
-        result = run_training(spec, run_dir)
+        result = run_training(spec, run_dir, config_file=Path(args.config))
     except KubetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -20,9 +20,8 @@ def _fresh(path: Path) -> Path:
     return tmp
 
 
-def export_adapter(model, tokenizer, output_dir: Path) -> Path:
-    """Save the PEFT adapter (and tokenizer) to ``output_dir/adapter``."""
-    final = output_dir / "adapter"
+def export_adapter(model, tokenizer, final: Path) -> Path:
+    """Save the PEFT adapter (and tokenizer) to ``final`` (the run's ``output/adapter``)."""
     tmp = _fresh(final)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -30,14 +29,13 @@ def export_adapter(model, tokenizer, output_dir: Path) -> Path:
     return final
 
 
-def export_merged(model, tokenizer, output_dir: Path, is_peft: bool, state_dict: dict | None = None) -> Path:
-    """Merge adapter weights into the base (if any) and save safetensors to ``output_dir/merged``.
+def export_merged(model, tokenizer, final: Path, is_peft: bool, state_dict: dict | None = None) -> Path:
+    """Merge adapter weights into the base (if any) and save safetensors to ``final`` (``output/merged``).
 
     The result loads with ``AutoModelForCausalLM`` (or ``AutoModelForSequenceClassification``)
     alone. Merging modifies ``model``; call this last. ``state_dict`` gives the full weights of
     a model whose parameters are sharded across processes (FSDP).
     """
-    final = output_dir / "merged"
     tmp = _fresh(final)
     merged = model.merge_and_unload() if is_peft else model
     merged.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)

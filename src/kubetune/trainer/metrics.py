@@ -1,10 +1,20 @@
-"""Per-step training metrics: JSON lines in the run directory plus a human progress line."""
+"""Per-step training metrics: progress records in the run directory plus a human progress line.
+
+The record (:class:`kubetune.contracts.progress.Progress`) is the contract; the printed line
+is for people only and nothing parses it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from kubetune.contracts.progress import Progress
+
+_FIELDS = {f.name for f in dataclasses.fields(Progress)}
 
 
 def format_duration(seconds: float) -> str:
@@ -18,27 +28,57 @@ def format_duration(seconds: float) -> str:
 
 
 class MetricsWriter:
-    """Appends one JSON object per logged step to ``metrics.jsonl`` (rank 0 only)."""
+    """Appends one progress record per logged step to ``metrics.jsonl`` (rank 0 only).
 
-    def __init__(self, path: Path, total_steps: int, enabled: bool = True, start_step: int = 0):
+    Args:
+        path: the run's ``output/metrics.jsonl``.
+        total_steps: optimizer steps of the run.
+        enabled: False on ranks other than 0 (records are still built and returned).
+        start_step: the step a resumed run starts after (for the ETA).
+        reporters: called with each record after it is written (e.g. the Kubernetes status reporter).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        total_steps: int,
+        enabled: bool = True,
+        start_step: int = 0,
+        reporters: tuple[Callable[[Progress], None], ...] = (),
+    ):
         self.path = path
         self.total_steps = total_steps
         self.enabled = enabled
         self.start_time = time.monotonic()
         self.start_step = start_step
+        self.reporters = reporters
         if enabled:
             path.parent.mkdir(parents=True, exist_ok=True)
 
-    def log(self, step: int, **values: float) -> dict:
-        """Record ``step`` (1-based) with its values; adds elapsed time and ETA."""
+    def log(self, step: int, **values: float | int | None) -> Progress:
+        """Record ``step`` (1-based) with its values; adds elapsed time and ETA.
+
+        Values named like a :class:`Progress` field fill it; any other name is an
+        objective-specific value (``Progress.objective``).
+        """
         elapsed = time.monotonic() - self.start_time
         done = step - self.start_step
         eta = elapsed / done * (self.total_steps - step) if done > 0 else None
-        record = {"step": step, "total_steps": self.total_steps, **values, "elapsed_s": round(elapsed, 3)}
-        record["eta_s"] = None if eta is None else round(eta, 1)
+        objective = {key: value for key, value in values.items() if key not in _FIELDS}
+        progress = Progress(
+            step=step,
+            total_steps=self.total_steps,
+            **{key: value for key, value in values.items() if key in _FIELDS},
+            elapsed_s=round(elapsed, 3),
+            eta_s=None if eta is None else round(eta, 1),
+            objective=objective,
+        )
+        record = progress.to_json()
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
+            for report in self.reporters:
+                report(progress)
             parts = [f"step {step}/{self.total_steps}"]
             for key, fmt in (
                 ("loss", ".4f"),
@@ -52,26 +92,27 @@ class MetricsWriter:
             if eta is not None:
                 parts.append(f"eta {format_duration(eta)}")
             print(" | ".join(parts), flush=True)
-        return record
+        return progress
 
 
-def read_metrics(path: Path) -> list[dict]:
+def read_metrics(path: Path) -> list[Progress]:
     """The records of a ``metrics.jsonl`` file (an empty list when it does not exist)."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Progress.from_json(json.loads(line)) for line in lines if line.strip()]
 
 
 def truncate_metrics(path: Path, after_step: int) -> None:
     """Drop records of steps after ``after_step``: a resumed run logs them again."""
-    kept = [record for record in read_metrics(path) if record["step"] <= after_step]
+    kept = [record for record in read_metrics(path) if record.step <= after_step]
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(record.to_json()) + "\n" for record in kept), encoding="utf-8")
     tmp.replace(path)
 
 
 def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:
-    """Draw training (and eval) loss per step from ``metrics.jsonl`` into a PNG."""
+    """Draw training (and eval) loss per step from ``metrics.jsonl`` into a PNG (``loss.png``)."""
     records = read_metrics(metrics_path)
     if not records:
         return None
@@ -81,10 +122,11 @@ def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.plot([r["step"] for r in records], [r["loss"] for r in records], label="train loss")
-    evals = [r for r in records if r.get("eval_loss") is not None]
+    trained = [r for r in records if r.loss is not None]
+    ax.plot([r.step for r in trained], [r.loss for r in trained], label="train loss")
+    evals = [r for r in records if r.eval_loss is not None]
     if evals:
-        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="eval loss")
+        ax.plot([r.step for r in evals], [r.eval_loss for r in evals], "o-", label="eval loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)

@@ -10,6 +10,7 @@ import torch
 from kubetune.errors import ConfigError, ModelError
 from kubetune.spec.trainer import LLMConfig, ModelConfig
 from kubetune.trainer.kernels.checkpointing import checkpoint_layers
+from kubetune.trainer.methods import build_peft_config, method_support, trains_adapter
 from kubetune.trainer.model_files import pretrained_location
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def check_environment(config: LLMConfig) -> None:
     Raises:
         ConfigError: QLoRA without a CUDA GPU or without bitsandbytes.
     """
-    if config.method != "qlora":
+    if not method_support(config).quantized_base:
         return
     if not torch.cuda.is_available():
         raise ConfigError(
@@ -134,7 +135,7 @@ def prepare_for_training(model, config: LLMConfig):
     Checkpointing comes second and is kubetune's own, so ``gradient_checkpointing_fraction``
     holds for QLoRA too (PEFT's preparation would checkpoint every layer).
     """
-    if config.method == "qlora":
+    if method_support(config).quantized_base:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
@@ -142,52 +143,6 @@ def prepare_for_training(model, config: LLMConfig):
         checkpoint_layers(model, config.training.gradient_checkpointing_fraction)
         model.config.use_cache = False
     return model
-
-
-def _peft_config(config: LLMConfig, model_path: Path | None):
-    """The PEFT config object for ``config.method`` (None for a full fine-tune)."""
-    import peft
-
-    task = peft.TaskType.SEQ_CLS if config.model.task == "sequence-classification" else peft.TaskType.CAUSAL_LM
-    if config.method in ("lora", "dora", "qlora"):
-        lora = config.lora
-        return peft.LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            use_rslora=lora.use_rslora,
-            use_dora=config.method == "dora",
-            task_type=task,
-        )
-    virtual = config.prompt_learning
-    if config.method == "prefix":
-        return peft.PrefixTuningConfig(
-            task_type=task, num_virtual_tokens=virtual.num_virtual_tokens, prefix_projection=virtual.prefix_projection
-        )
-    if config.method == "prompt":
-        from_text = virtual.init_text is not None
-        if from_text and model_path is None:
-            raise ConfigError("prompt_learning.init_text needs the model's tokenizer folder")
-        return peft.PromptTuningConfig(
-            task_type=task,
-            num_virtual_tokens=virtual.num_virtual_tokens,
-            prompt_tuning_init=peft.PromptTuningInit.TEXT if from_text else peft.PromptTuningInit.RANDOM,
-            prompt_tuning_init_text=virtual.init_text,
-            tokenizer_name_or_path=str(model_path) if from_text else None,
-        )
-    assert config.peft is not None  # guaranteed by LLMConfig validation
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
-    by_name = {str(getattr(key, "value", key)).lower(): cls for key, cls in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
-    config_cls = by_name.get(config.peft.type.lower())
-    if config_cls is None:
-        raise ConfigError(f"peft.type: unknown PEFT method {config.peft.type!r}; known: {', '.join(sorted(by_name))}")
-    options = {"task_type": task, **config.peft.options()}
-    try:
-        return config_cls(**options)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"peft: invalid options for {config.peft.type!r}: {str(err).splitlines()[0]}") from None
 
 
 def apply_method(model, config: LLMConfig, model_path: Path | None = None):
@@ -199,11 +154,11 @@ def apply_method(model, config: LLMConfig, model_path: Path | None = None):
         ConfigError: the PEFT method or its options do not fit this model (e.g. target
             modules it does not have).
     """
-    if config.method == "full":
+    if not trains_adapter(config):
         return model
     from peft import get_peft_model
 
-    peft_config = _peft_config(config, model_path)
+    peft_config = build_peft_config(config, model_path)
     try:
         return get_peft_model(model, peft_config)
     except ValueError as err:

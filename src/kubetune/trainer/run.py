@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kubetune.contracts.run_dir import RunDir
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
@@ -27,6 +28,7 @@ from kubetune.trainer.export import export_adapter, export_merged, reload_merged
 from kubetune.trainer.kernels.compilation import compile_layers
 from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
+from kubetune.trainer.methods import is_mergeable, method_support, trains_adapter
 from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
 from kubetune.trainer.model_loading import (
@@ -39,9 +41,7 @@ from kubetune.trainer.model_loading import (
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
-
-#: Where compiled graphs are cached, relative to the run directory.
-COMPILE_CACHE = "cache/torch-compile"
+from kubetune.trainer.status_report import reporter_from_environment
 
 
 @dataclass
@@ -69,13 +69,20 @@ def say(ctx: DistributedContext, message: str) -> None:
         print(message, flush=True)
 
 
-def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
+def run_training(spec: JobSpec, run_dir: Path, config_file: Path | None = None) -> TrainResult:
     """Fine-tune as ``spec.trainer`` says, writing everything under ``run_dir/output``.
 
     Run under ``torchrun`` it trains with every process of the job (DDP or FSDP2). The
     environment, data and model are checked (QLoRA hardware, tokenizer, dataset columns, model
     files) before the first step, so user errors surface as
     :class:`~kubetune.errors.KubetuneError` before compute is spent.
+
+    Args:
+        spec: the job.
+        run_dir: the run directory (``model/``, ``dataset/``, ``output/``).
+        config_file: the file ``spec`` was read from. The spec is recorded in the run's
+            ``output/config.yaml`` unless that is this file (the local backend writes it once,
+            before launch).
     """
     config = spec.trainer
     check_environment(config)
@@ -84,18 +91,18 @@ def run_training(spec: JobSpec, run_dir: Path) -> TrainResult:
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ctx = init_distributed()
     try:
-        return _train(spec, run_dir, ctx)
+        return _train(spec, RunDir(run_dir), ctx, config_file)
     finally:
         close_distributed()
 
 
-def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult:
+def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None) -> TrainResult:
     config = spec.trainer
-    output_dir = run_dir / "output"
+    output_dir = layout.output
     seed_everything(config.training.seed)
 
-    model_path = resolve_local(config.model.path, run_dir / "model", "trainer.model.path")
-    dataset_path = resolve_local(config.dataset.path, run_dir / "dataset", "trainer.dataset.path")
+    model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
+    dataset_path = resolve_local(config.dataset.path, layout.dataset, "trainer.dataset.path")
     tokenizer = load_tokenizer(model_path, config.model)
     data = prepare_data(config.dataset, dataset_path, tokenizer, config.training.max_seq_len, config.training.seed)
     say(
@@ -113,7 +120,8 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     training = config.training
     say(ctx, f"speed: {speed.describe()}")
 
-    quantize_on = ctx.device if config.method == "qlora" else None
+    method = method_support(config)
+    quantize_on = ctx.device if method.quantized_base else None
     model = load_model(
         model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
     )
@@ -126,12 +134,12 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         model = model.to(ctx.device)
     if training.packing:
         use_packed_attention(model)
-    if training.fused_lora and config.method in ("lora", "qlora"):
+    if training.fused_lora and method.lora_kernels:
         fuse_lora_linears(model)
     if training.compile:
         # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
         # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(run_dir / COMPILE_CACHE))
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
         compile_layers(model)
     trainable, total = count_parameters(model)
     say(
@@ -142,25 +150,29 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
     )
     model = wrap_model(model, ctx, training.distributed)
     # Written once the data and model passed their checks: a rejected job leaves no output behind.
-    if ctx.is_main:
-        write_job_file(spec, output_dir)
+    recorded = config_file is not None and config_file.resolve() == layout.config_file.resolve()
+    if ctx.is_main and not recorded:
+        write_job_file(spec, layout.config_file)
 
     steps = loop.total_steps(len(data.train), training, ctx.world_size)
     optimizer = build_optimizer(model, training)
     scheduler = build_scheduler(optimizer, training, steps)
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
 
-    checkpoints = output_dir / "checkpoints"
+    checkpoints = layout.checkpoints
     start_step = 0
     resumed_from = latest_checkpoint(checkpoints) if training.resume == "auto" else None
     if resumed_from is not None:
         point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx)
         start_step, stream.position = point.step, point.position
         say(ctx, f"resumed from {resumed_from} (step {start_step} of {steps})")
-    metrics_path = output_dir / "metrics.jsonl"
+    metrics_path = layout.metrics_file
     if ctx.is_main:
         truncate_metrics(metrics_path, start_step)
-    metrics = MetricsWriter(metrics_path, steps, enabled=ctx.is_main, start_step=start_step)
+    reporter = reporter_from_environment() if ctx.is_main else None
+    metrics = MetricsWriter(
+        metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=(reporter,) if reporter else ()
+    )
 
     def checkpoint(step: int) -> None:
         every = training.checkpoint_every
@@ -184,9 +196,9 @@ def _train(spec: JobSpec, run_dir: Path, ctx: DistributedContext) -> TrainResult
         eval_examples=data.eval,
         on_step_end=checkpoint,
     )
-    adapter_dir, merged_dir = _export(model, tokenizer, output_dir, ctx, config, model_path)
+    adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
     if ctx.is_main:
-        plot_losses(metrics_path, output_dir / "loss.png")
+        plot_losses(metrics_path, layout.loss_curve)
     ctx.barrier()
     return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
 
@@ -215,11 +227,12 @@ def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
     ]
 
 
-def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, config: LLMConfig, model_path: Path):
+def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, config: LLMConfig, model_path: Path):
     """Write ``adapter/`` and ``merged/`` from rank 0; returns their paths (None when not written)."""
     model = unwrap_model(model)
     model.eval()
-    is_peft = config.method != "full"
+    is_peft = trains_adapter(config)
+    quantized = method_support(config).quantized_base
     full_state = None
     if ctx.world_size > 1 and config.training.distributed == "fsdp":
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -227,20 +240,20 @@ def _export(model, tokenizer, output_dir: Path, ctx: DistributedContext, config:
         full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     adapter_dir = merged_dir = None
     if ctx.is_main:
-        want_adapter = is_peft and (config.output.save_adapter or config.method == "qlora")
+        want_adapter = is_peft and (config.output.save_adapter or quantized)
         if want_adapter:
-            adapter_dir = export_adapter(model, tokenizer, output_dir)
-        if config.output.save_merged and is_peft and not config.is_mergeable():
+            adapter_dir = export_adapter(model, tokenizer, layout.adapter)
+        if config.output.save_merged and is_peft and not is_mergeable(config):
             print(
                 f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
                 "load adapter/ with peft.AutoPeftModel instead",
                 flush=True,
             )
         elif config.output.save_merged:
-            if config.method == "qlora":
+            if quantized:
                 model = reload_merged_qlora(
                     lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
                 )
-            merged_dir = export_merged(model, tokenizer, output_dir, is_peft, full_state)
+            merged_dir = export_merged(model, tokenizer, layout.merged, is_peft, full_state)
         say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
     return adapter_dir, merged_dir

@@ -28,7 +28,8 @@ from pathlib import Path
 from kubetune.errors import ConfigError
 from kubetune.planning import GIB, MemoryPlan, ModelShape, PlanSetup, advice, choose_checkpointing, plan_memory
 from kubetune.planning.memory import choose_strategy
-from kubetune.spec.trainer import LLMConfig, ModelConfig, TrainingConfig
+from kubetune.spec.trainer import LLMConfig, LoraConfig, ModelConfig, TrainingConfig
+from kubetune.trainer.methods import method_support
 from kubetune.trainer.model_files import pretrained_location
 
 #: Levers ``auto`` keeps off for jobs of several processes until they pass the DDP/FSDP matrix.
@@ -152,6 +153,9 @@ def resolve_speed(
     causal = config.model.task == "causal-lm"
     token_method = config.method in TOKEN_METHODS
     multi = world_size > 1
+    lora_kernels = method_support(config).lora_kernels
+    # LoRA-family settings (the defaults for methods without a lora section: planned like LoRA).
+    lora = getattr(config.method_config, "lora", None) or LoraConfig()
     held: list[str] = []
 
     def lever(name: str, applies: bool) -> bool:
@@ -171,7 +175,7 @@ def resolve_speed(
         raise ConfigError(f"training.packing: {packing_problem}; set packing: false (or leave it auto)")
     packing = lever("packing", packing_problem is None)
     chunked = lever("chunked_loss", causal and token_method)
-    fused = lever("fused_lora", config.method in ("lora", "qlora") and config.lora.dropout == 0)
+    fused = lever("fused_lora", lora_kernels and lora.dropout == 0)
     compiled = lever("compile", config.method not in ("prefix", "prompt"))
 
     strategy = t.distributed
@@ -182,13 +186,11 @@ def resolve_speed(
         world_size=world_size,
         strategy="ddp" if strategy == "auto" else strategy,
         compiled=compiled,
-        fused_lora=fused and config.method in ("lora", "qlora"),
+        fused_lora=fused and lora_kernels,
         chunked_loss=chunked,
         causal_lm=causal,
-        lora_rank=config.lora.r,
-        lora_targets=config.lora.target_modules
-        if isinstance(config.lora.target_modules, str)
-        else tuple(config.lora.target_modules),
+        lora_rank=lora.r,
+        lora_targets=lora.target_modules if isinstance(lora.target_modules, str) else tuple(lora.target_modules),
     )
     can_plan = cuda and shape is not None and device.memory_bytes is not None
     if strategy == "auto":

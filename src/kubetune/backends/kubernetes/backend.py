@@ -24,8 +24,6 @@ from kubernetes.client.exceptions import ApiException
 import kubernetes
 from kubetune.backends.base import RuntimeBackend
 from kubetune.backends.kubernetes.job_info import (
-    COMPLETION_INDEX_LABEL,
-    REPLICATED_JOB_LABEL,
     event_from_kubernetes,
     is_about,
     job_from_trainjob,
@@ -37,12 +35,22 @@ from kubetune.backends.kubernetes.render_trainjob import (
     generate_name,
     render_trainjob,
 )
-from kubetune.client.types import Event, Job, Runtime
-from kubetune.controller.api import CLUSTER_RUNTIME_PLURAL, GROUP, NODE, RUNTIME_PLURAL, TRAINJOB_PLURAL, VERSION
-from kubetune.controller.reconcile import TRAINJOB_LABEL
+from kubetune.contracts.kubernetes import (
+    CLUSTER_RUNTIME_PLURAL,
+    COMPLETION_INDEX_LABEL,
+    GROUP,
+    REPLICATED_JOB_LABEL,
+    RUNTIME_PLURAL,
+    TRAINJOB_LABEL,
+    TRAINJOB_PLURAL,
+    VERSION,
+)
+from kubetune.contracts.run_dir import SOURCE_KINDS
+from kubetune.contracts.types import Event, Job
+from kubetune.controller.api import NODE
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
-from kubetune.runtimes import apply_runtime, runtime_from_manifest, unknown_runtime
-from kubetune.spec.job import JobSpec
+from kubetune.runtimes import Runtime, apply_runtime, runtime_from_manifest, unknown_runtime
+from kubetune.spec.job import JobSpec, require_sources
 
 
 class KubernetesBackend(RuntimeBackend):
@@ -136,8 +144,11 @@ class KubernetesBackend(RuntimeBackend):
         spec = spec.model_copy(update={"runtime": runtime_name, "name": spec.name or generate_name()})
         runtime = self.get_runtime(runtime_name)
         resolved = apply_runtime(spec, runtime)
-        if resolved.trainer_kind == "builtin":
-            _check_sources(resolved, runtime)
+        defaults = runtime.spec.initializer
+        fetched = [
+            kind for kind in SOURCE_KINDS if defaults and (source := getattr(defaults, kind)) and source.storage_uri
+        ]
+        require_sources(resolved, runtime.name, fetched)
         manifest = render_trainjob(spec, resolved, self.options, self.namespace, runtime.spec.workspace.mount_path)
         name = manifest["metadata"]["name"]
         try:
@@ -269,19 +280,6 @@ class KubernetesBackend(RuntimeBackend):
             if err.status == 404:
                 raise JobNotFoundError(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
             raise
-
-
-def _check_sources(resolved: JobSpec, runtime: Runtime) -> None:
-    """A builtin job needs a model and a dataset: its own, or its runtime's initializers'."""
-    defaults = runtime.spec.initializer
-    for step in ("model", "dataset"):
-        has_path = getattr(resolved.trainer, step).path is not None
-        has_initializer = resolved.initializer is not None and getattr(resolved.initializer, step) is not None
-        source = getattr(defaults, step) if defaults is not None else None
-        if not (has_path or has_initializer or (source is not None and source.storage_uri)):
-            raise ConfigError(
-                f"trainer.{step}.path: no {step} given and runtime {runtime.name!r} has no {step} initializer"
-            )
 
 
 def _api_message(err: ApiException) -> str:

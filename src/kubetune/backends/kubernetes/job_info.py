@@ -22,11 +22,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from kubetune.client.types import Event, Job, JobStatus, Progress, Step, StepStatus
+from kubetune.contracts.kubernetes import COMPLETION_INDEX_LABEL, PROGRESS_STATUS_FIELD, REPLICATED_JOB_LABEL
+from kubetune.contracts.progress import Progress
+from kubetune.contracts.types import Event, Job, JobStatus, Step, StepStatus
 from kubetune.controller.api import DATASET_INITIALIZER, MODEL_INITIALIZER, NODE
 
-REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
-COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 INITIALIZERS = (DATASET_INITIALIZER, MODEL_INITIALIZER)  # the order the controller chains them
 
 _PHASES = {
@@ -116,6 +116,15 @@ def _step(name: str, pod: Mapping[str, Any] | None, counts: Mapping[str, Any] | 
     return Step(name, status, started_at=started, finished_at=finished, exit_code=exit_code)
 
 
+def _progress(record: Mapping[str, Any] | None) -> Progress | None:
+    """The trainer's progress record from the status; None when absent or not a record (e.g. a
+    TrainJob last updated by a kubetune version with another status shape)."""
+    try:
+        return Progress.from_json(record) if record else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> Job:
     """The SDK's :class:`~kubetune.client.Job` for a TrainJob object and the pods of its JobSet."""
     meta, spec = obj.get("metadata", {}), obj.get("spec", {})
@@ -131,7 +140,7 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
     node_pods = [step for step in by_step if step.startswith(f"{NODE}-")]
     num_nodes = trainer.get("numNodes") or len(node_pods) or 1
     status, reason, message = _status(obj)
-    progress = status_obj.get("trainingProgress")
+    progress = status_obj.get(PROGRESS_STATUS_FIELD)
     return Job(
         name=meta.get("name", ""),
         status=status,
@@ -146,14 +155,7 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
         message=message,
         steps=[_step(job, by_step.get(job), counts.get(job)) for job in initializers]
         + [_step(f"{NODE}-{i}", by_step.get(f"{NODE}-{i}"), None) for i in range(num_nodes)],
-        progress=Progress(
-            step=progress["step"],
-            total_steps=progress["totalSteps"],
-            loss=progress.get("loss"),
-            eta_s=progress.get("etaSeconds"),
-        )
-        if progress
-        else None,
+        progress=_progress(progress),
     )
 
 

@@ -26,12 +26,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field
 
-from kubetune.controller.api import API_VERSION, TrainJobSpec
-from kubetune.controller.reconcile import KUEUE_QUEUE_LABEL, MAX_NAME_LENGTH, TRAINJOB_LABEL
+from kubetune.contracts.kubernetes import API_VERSION, KUEUE_QUEUE_LABEL, MAX_NAME_LENGTH, TRAINJOB_LABEL
+from kubetune.contracts.run_dir import SOURCE_KINDS
+from kubetune.controller.api import TrainJobSpec
 from kubetune.errors import ConfigError
 from kubetune.runtimes.defaults import resources_to_kubernetes
 from kubetune.spec.base import StrictModel
-from kubetune.spec.initializer import INITIALIZER_SPEC_ENV, InitializerSpec, SecretRef
+from kubetune.spec.initializer import INITIALIZER_SPEC_ENV, InitializerSpec
 from kubetune.spec.job import JobSpec
 
 FUNCTION_VOLUME = "kubetune-function"
@@ -70,18 +71,11 @@ def _remote_uri(uri: str, field: str) -> str:
     return uri
 
 
-def _secret_refs(source: InitializerSpec) -> list[SecretRef]:
-    refs = [source.token]
-    if source.s3 is not None:
-        refs += [source.s3.access_key_id, source.s3.secret_access_key, source.s3.session_token]
-    return [ref for ref in refs if ref is not None]
-
-
 def _initializer(source: InitializerSpec, field: str) -> dict[str, Any]:
     """A TrainJob initializer source for a job-spec initializer."""
     entry: dict[str, Any] = {"storageUri": _remote_uri(source.storage_uri, f"{field}.storage_uri")}
     env = []
-    for ref in _secret_refs(source):
+    for ref in source.secret_refs():
         if ref.file is not None:
             raise ConfigError(f"{field}: a file secret reference cannot be read on a cluster; use kubernetes")
         if ref.kubernetes is not None:
@@ -148,7 +142,7 @@ def render_trainjob(
     if runtime is None:
         raise ConfigError("runtime: a job on Kubernetes needs a runtime (see list_runtimes())")
     initializer: dict[str, Any] = {}
-    for step in ("model", "dataset"):
+    for step in SOURCE_KINDS:
         source = getattr(spec.initializer, step) if spec.initializer is not None else None
         if source is not None:
             initializer[step] = _initializer(source, f"initializer.{step}")
@@ -156,7 +150,8 @@ def render_trainjob(
     pod_volumes: dict[str, list] = {}
     if spec.trainer_kind == "builtin":
         llm = spec.trainer.model_dump(mode="json", exclude_unset=True)
-        for step, section in (("model", spec.trainer.model), ("dataset", spec.trainer.dataset)):
+        for step in SOURCE_KINDS:
+            section = getattr(spec.trainer, step)
             if section.path is None:
                 continue
             uri = _remote_uri(section.path, f"trainer.{step}.path")

@@ -1,10 +1,8 @@
 """The local backend: each job is a detached supervisor process tree on this machine.
 
-Layout under the data directory (``$KUBETUNE_HOME``, default ``~/.kubetune``)::
-
-    jobs.db                   job store (SQLite, WAL)
-    runs/<job>/               run directory (model/, dataset/, output/) unless the spec names one
-    logs/<job>/<step>.log     model-initializer, dataset-initializer, node-0..., supervisor
+Its data directory (``$KUBETUNE_HOME``, default ``~/.kubetune``) holds the job store, the run
+directories kubetune chose and one log per step; :class:`kubetune.contracts.run_dir.LocalHome`
+names every path in it.
 """
 
 from __future__ import annotations
@@ -28,12 +26,13 @@ from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_progress
-from kubetune.client.types import Event, Job, JobStatus, Runtime, Step, StepStatus
+from kubetune.contracts.run_dir import SOURCE_KINDS, LocalHome, RunDir
+from kubetune.contracts.types import Event, Job, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
 from kubetune.initializers.run import check_initializer
-from kubetune.runtimes import apply_runtime, list_runtimes, unknown_runtime
+from kubetune.runtimes import Runtime, apply_runtime, list_runtimes, unknown_runtime
 from kubetune.spec.initializer import InitializerSpec
-from kubetune.spec.job import JobSpec
+from kubetune.spec.job import JobSpec, require_sources
 from kubetune.trainer.preflight import preflight
 
 HOME_ENV = "KUBETUNE_HOME"
@@ -50,7 +49,7 @@ def step_names(spec: JobSpec) -> list[str]:
     """The steps a job runs, in order."""
     names = []
     if spec.initializer is not None:
-        names += [f"{kind}-initializer" for kind in ("model", "dataset") if getattr(spec.initializer, kind)]
+        names += [f"{kind}-initializer" for kind in SOURCE_KINDS if getattr(spec.initializer, kind)]
     return names + [f"node-{i}" for i in range(spec.num_nodes)]
 
 
@@ -102,7 +101,8 @@ class LocalBackend(RuntimeBackend):
 
     def __init__(self, home: str | Path | None = None):
         self.home = Path(home).expanduser().resolve() if home is not None else default_home().resolve()
-        self.store = JobStore(self.home / "jobs.db")
+        self.layout = LocalHome(self.home)
+        self.store = JobStore(self.layout.jobs_db)
 
     # runtimes
     def list_runtimes(self) -> list[Runtime]:
@@ -130,16 +130,13 @@ class LocalBackend(RuntimeBackend):
                     f"resources.gpu: {spec.resources.gpu} GPUs per node requested, this machine has {have}"
                 )
         if spec.initializer is not None:
-            for kind in ("model", "dataset"):
+            for kind in SOURCE_KINDS:
                 source = getattr(spec.initializer, kind)
                 if source is not None:
                     check_local_initializer(source, f"initializer.{kind}")
+        require_sources(spec)
         if spec.trainer_kind == "builtin":
             sources = spec.initializer
-            if spec.trainer.model.path is None and (sources is None or sources.model is None):
-                raise ConfigError("trainer.model.path: no model given and no model initializer")
-            if spec.trainer.dataset.path is None and (sources is None or sources.dataset is None):
-                raise ConfigError("trainer.dataset.path: no dataset given and no dataset initializer")
             preflight(
                 spec.trainer,
                 model_fetched=sources is not None and sources.model is not None,
@@ -154,7 +151,7 @@ class LocalBackend(RuntimeBackend):
         """The job's run directory: the spec's ``output_dir`` or ``<home>/runs/<name>``."""
         if spec.output_dir is not None:
             return Path(spec.output_dir).expanduser().resolve()
-        return self.home / "runs" / str(spec.name)
+        return self.layout.run_dir(str(spec.name))
 
     def submit(self, spec: JobSpec) -> str:
         """Apply the spec's runtime (its defaults under the spec's fields), check, record and launch it."""
@@ -188,12 +185,12 @@ class LocalBackend(RuntimeBackend):
         return spec.name
 
     def _launch(self, name: str, run_dir: Path, tag: str) -> None:
-        log_dir = self.home / "logs" / name
+        log_dir = self.layout.log_dir(name)
         log_dir.mkdir(parents=True, exist_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = with_kubetune_importable(dict(os.environ))
         env[JOB_TAG_ENV] = tag
-        with (log_dir / "supervisor.log").open("ab") as log:
+        with self.layout.log_file(name, "supervisor").open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubetune.backends.local.supervisor", "--home", str(self.home), "--job", name],
                 stdin=subprocess.DEVNULL,
@@ -229,7 +226,7 @@ class LocalBackend(RuntimeBackend):
                 _kill_all(job_processes(job_tag(self.home, job.name, job.created_at)))
             job = self._record(job.name).job
         if job.run_dir is not None and job.trainer_kind == "builtin":
-            job.progress = read_progress(job.run_dir / "output")
+            job.progress = read_progress(RunDir(job.run_dir).metrics_file)
         return job
 
     @staticmethod
@@ -259,7 +256,7 @@ class LocalBackend(RuntimeBackend):
         steps = [s.name for s in job.steps]
         if step not in steps and step != "supervisor":
             raise ConfigError(f"step: job {name!r} has no step {step!r} (steps: {', '.join(steps)})")
-        return self.home / "logs" / name / f"{step}.log"
+        return self.layout.log_file(name, step)
 
     def get_job_logs(self, name: str, step: str = "node-0", follow: bool = False) -> Iterator[str]:
         path = self.log_path(name, step)
@@ -302,7 +299,7 @@ class LocalBackend(RuntimeBackend):
             time.sleep(0.2)
         _kill_all(left)
         self.store.delete(name)
-        shutil.rmtree(self.home / "logs" / name, ignore_errors=True)
+        shutil.rmtree(self.layout.log_dir(name), ignore_errors=True)
         if record.managed_run_dir and record.job.run_dir is not None:
             shutil.rmtree(record.job.run_dir, ignore_errors=True)
 
@@ -314,10 +311,7 @@ def check_local_initializer(source: InitializerSpec, field: str) -> None:
         ConfigError: an unknown scheme, a missing local source, or a Kubernetes Secret reference
             (only the Kubernetes backend can read those).
     """
-    refs = [source.token]
-    if source.s3 is not None:
-        refs += [source.s3.access_key_id, source.s3.secret_access_key, source.s3.session_token]
-    if any(ref is not None and ref.kubernetes is not None for ref in refs):
+    if any(ref.kubernetes is not None for ref in source.secret_refs()):
         raise ConfigError(f"{field}: a Kubernetes Secret reference needs the Kubernetes backend; use env or file here")
     try:
         check_initializer(source)

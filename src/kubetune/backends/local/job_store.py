@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kubetune.client.types import Event, Job, JobStatus, Step, StepStatus
+from kubetune.contracts.types import Event, Job, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError
 
 # Each entry upgrades the schema from version i to i + 1.

@@ -6,9 +6,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from kubetune.client.types import Progress
+from kubetune.contracts.progress import Progress, latest_progress
 
-METRICS_FILE = "metrics.jsonl"
 _TAIL_BYTES = 8192
 
 
@@ -38,24 +37,8 @@ def iter_tail_lines(path: Path) -> Iterator[bytes]:
     return reversed(lines)
 
 
-def read_progress(output_dir: Path) -> Progress | None:
-    """Progress from the last training step logged in ``output_dir/metrics.jsonl`` (None before step 1)."""
-    path = output_dir / METRICS_FILE
-    if not path.exists():
+def read_progress(metrics_file: Path) -> Progress | None:
+    """Progress from the last training step logged in ``metrics_file`` (None before step 1)."""
+    if not metrics_file.exists():
         return None
-    last_eval = None
-    for line in iter_tail_lines(path):
-        record = json.loads(line)
-        if record.get("loss") is None:
-            last_eval = last_eval if last_eval is not None else record.get("eval_loss")
-            continue
-        return Progress(
-            step=int(record["step"]),
-            total_steps=int(record["total_steps"]),
-            loss=record.get("loss"),
-            eval_loss=record.get("eval_loss", last_eval),
-            tokens_per_s=record.get("tokens_per_s"),
-            elapsed_s=record.get("elapsed_s"),
-            eta_s=record.get("eta_s"),
-        )
-    return None
+    return latest_progress(json.loads(line) for line in iter_tail_lines(metrics_file))

@@ -28,7 +28,8 @@ import psutil
 from kubetune.backends.local import tensorboard_export
 from kubetune.backends.local.child_env import worker_env
 from kubetune.backends.local.job_store import JobStore
-from kubetune.client.types import JobStatus, StepStatus
+from kubetune.contracts.run_dir import SOURCE_KINDS, LocalHome, RunDir
+from kubetune.contracts.types import JobStatus, StepStatus
 from kubetune.spec.initializer import INITIALIZER_SPEC_ENV
 from kubetune.spec.job import JobSpec, write_job_file
 
@@ -100,18 +101,20 @@ class Supervisor:
     """Runs one job's steps and records what happens."""
 
     def __init__(self, home: Path, name: str):
-        self.store = JobStore(home / "jobs.db")
+        self.home = LocalHome(home)
+        self.store = JobStore(self.home.jobs_db)
         self.name = name
-        self.log_dir = home / "logs" / name
+        self.log_dir = self.home.log_dir(name)
         record = self.store.get(name)
         if record is None:
             raise SystemExit(f"no job {name!r} in {home}")
         self.spec = JobSpec.model_validate_json(record.spec_json)
         self.run_dir = record.job.run_dir
+        self.layout = RunDir(self.run_dir)
         self.children: list[subprocess.Popen] = []
 
     def _start(self, step: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = (self.log_dir / f"{step}.log").open("ab")
+        log = self.home.log_file(self.name, step).open("ab")
         try:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
         finally:
@@ -123,12 +126,12 @@ class Supervisor:
     def run(self) -> None:
         """Initializers, then the nodes; ends with the job Complete or Failed."""
         env = worker_env(self.spec)
-        config = write_job_file(self.spec, self.run_dir / "output")
+        config = write_job_file(self.spec, self.layout.config_file)  # the trainer reads it, and keeps it
         sources = self.spec.initializer
         initializers = (
             []
             if sources is None
-            else [(kind, source) for kind, source in (("model", sources.model), ("dataset", sources.dataset)) if source]
+            else [(kind, source) for kind in SOURCE_KINDS if (source := getattr(sources, kind)) is not None]
         )
         if initializers:
             self.store.set_status(self.name, JobStatus.INITIALIZING)
@@ -136,17 +139,17 @@ class Supervisor:
             step = f"{kind}-initializer"
             # The spec holds secret references only (never values), so it may travel as JSON.
             step_env = {**env, INITIALIZER_SPEC_ENV: source.model_dump_json()}
-            proc = self._start(step, initializer_command(kind, self.run_dir / kind), step_env)
+            proc = self._start(step, initializer_command(kind, self.layout.source(kind)), step_env)
             code = proc.wait()
             self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
             if code != 0:
-                summary = failure_summary(self.log_dir / f"{step}.log")
+                summary = failure_summary(self.home.log_file(self.name, step))
                 self.store.set_status(
                     self.name, JobStatus.FAILED, "InitializerFailed", f"{step} exited with code {code}: {summary}"
                 )
                 return
         self.store.set_status(self.name, JobStatus.RUNNING)
-        metrics = tensorboard_export.MetricsToTensorBoard(self.run_dir / "output")
+        metrics = tensorboard_export.MetricsToTensorBoard(self.layout.metrics_file, self.layout.tensorboard)
         restarts = 0
         while (failure := self._run_nodes(config, env, metrics)) is not None:
             step, code, summary = failure
@@ -166,9 +169,11 @@ class Supervisor:
             )
         metrics.export_new()
         metrics.close()
-        if self.spec.trainer_kind == "builtin" and not (self.run_dir / "output" / "loss.png").exists():
-            self.store.add_event(self.name, "Warning", "NoLossCurve", "the trainer wrote no output/loss.png")
-        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.run_dir / 'output'}")
+        if self.spec.trainer_kind == "builtin" and not self.layout.loss_curve.exists():
+            self.store.add_event(
+                self.name, "Warning", "NoLossCurve", f"the trainer wrote no {self.layout.loss_curve.name}"
+            )
+        self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.layout.output}")
 
     def _run_nodes(self, config: Path, env: dict[str, str], metrics) -> tuple[str, int, str] | None:
         """Start every node (a fresh rendezvous) and wait for all of them.
@@ -194,7 +199,7 @@ class Supervisor:
                 del running[step]
                 self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
                 if code != 0:
-                    summary = failure_summary(self.log_dir / f"{step}.log")
+                    summary = failure_summary(self.home.log_file(self.name, step))
                     self.stop_children()
                     for other in running:
                         self.store.set_step(self.name, other, StepStatus.FAILED, running[other].returncode)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from kubetune.backends.local.metrics_file import METRICS_FILE, complete_records
+from kubetune.backends.local.metrics_file import complete_records
+from kubetune.contracts.progress import OBJECTIVE_KEY
 
 _SKIPPED = {"step", "total_steps"}
 
@@ -22,9 +23,9 @@ def tensorboard_available() -> bool:
 class MetricsToTensorBoard:
     """Appends each new ``metrics.jsonl`` record to TensorBoard scalars; a no-op without tensorboard."""
 
-    def __init__(self, output_dir: Path):
-        self.metrics = output_dir / METRICS_FILE
-        self.log_dir = output_dir / "tensorboard"
+    def __init__(self, metrics_file: Path, log_dir: Path):
+        self.metrics = metrics_file
+        self.log_dir = log_dir
         self.enabled = tensorboard_available()
         self.offset = 0
         self.writer = None
@@ -39,7 +40,8 @@ class MetricsToTensorBoard:
 
             self.writer = SummaryWriter(log_dir=str(self.log_dir))
         for record in records:
-            for key, value in record.items():
+            values = {**record, **{f"{OBJECTIVE_KEY}/{k}": v for k, v in (record.get(OBJECTIVE_KEY) or {}).items()}}
+            for key, value in values.items():
                 if key not in _SKIPPED and isinstance(value, int | float):
                     self.writer.add_scalar(f"train/{key}", value, global_step=int(record["step"]))
         if records:

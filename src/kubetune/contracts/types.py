@@ -1,8 +1,9 @@
-"""Public data types of the SDK: what users pass to ``TrainerClient`` and what it returns.
+"""The types the SDK and the backends share: what users pass to ``TrainerClient`` and what it returns.
 
-Plain dataclasses with no behaviour beyond light validation. Backends build and return these,
-so this module imports nothing from the client facade or any backend. ``Runtime`` is the
-runtime catalog's own type, :class:`kubetune.runtimes.Runtime`, re-exported here.
+Plain dataclasses with no behaviour beyond light validation. Backends build and return these
+and the client re-exports them (``kubetune.client.Job``...), so no backend imports the client.
+The job-spec types in the annotations are imported for type checkers only, so this module
+stays importable from every layer, ``spec`` included.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubetune.runtimes import Runtime
-from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
-from kubetune.spec.trainer import LLMConfig
+from kubetune.contracts.progress import Progress
+from kubetune.contracts.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
+    from kubetune.spec.trainer import LLMConfig
 
 
 class JobStatus(str, Enum):
@@ -109,24 +113,6 @@ class Initializer:
 
 
 @dataclass
-class Progress:
-    """Training progress from the trainer's metrics (the last logged step)."""
-
-    step: int
-    total_steps: int
-    loss: float | None = None
-    eval_loss: float | None = None
-    tokens_per_s: float | None = None
-    elapsed_s: float | None = None
-    eta_s: float | None = None
-
-    @property
-    def fraction(self) -> float:
-        """Completed share of the steps, 0..1."""
-        return self.step / self.total_steps if self.total_steps else 0.0
-
-
-@dataclass
 class Step:
     """One step of a job: ``model-initializer``, ``dataset-initializer``, ``node-0``, ``node-1``..."""
 
@@ -164,7 +150,7 @@ class Job:
     @property
     def output_dir(self) -> Path | None:
         """``run_dir/output``: metrics, checkpoints and exported weights."""
-        return None if self.run_dir is None else self.run_dir / "output"
+        return None if self.run_dir is None else RunDir(self.run_dir).output
 
 
 @dataclass
@@ -186,7 +172,6 @@ __all__ = [
     "Job",
     "JobStatus",
     "Progress",
-    "Runtime",
     "Step",
     "StepStatus",
 ]

@@ -1,0 +1,104 @@
+"""The training progress record: what trainer rank 0 reports after each logged step.
+
+One typed record with one JSON form (:meth:`Progress.to_json` / :meth:`Progress.from_json`).
+The trainer appends it to ``output/metrics.jsonl`` and, on Kubernetes, reports it to the
+TrainJob's ``status.trainingProgress``; the local backend, the Kubernetes backend, the CLI and
+the loss plot read it back through the same class. No value is ever parsed out of log text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+OBJECTIVE_KEY = "objective"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Training progress at one logged step.
+
+    Attributes:
+        step: optimizer steps done (1-based).
+        total_steps: optimizer steps of the whole run.
+        loss: mean training loss per target token of this step (None on an eval-only record).
+        eval_loss: eval loss, on the steps that evaluate (readers carry the last one forward).
+        lr: learning rate used by this step.
+        grad_norm: gradient norm before clipping.
+        tokens_per_s: real (non-padding) tokens per second of this step, all ranks.
+        real_tokens: real tokens of this step, all ranks.
+        padded_tokens: tokens including padding, all ranks.
+        epoch: the epoch the data stream is in.
+        elapsed_s: seconds since this run (or resumed run) started.
+        eta_s: estimated seconds left.
+        gpu_peak_gib: peak GPU memory allocated so far on rank 0 (GiB; None off CUDA), to compare
+            with the memory plan the trainer logged.
+        objective: objective-specific values (reward margins, KL...), by name.
+    """
+
+    step: int
+    total_steps: int
+    loss: float | None = None
+    eval_loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    tokens_per_s: float | None = None
+    real_tokens: int | None = None
+    padded_tokens: int | None = None
+    epoch: int | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    gpu_peak_gib: float | None = None
+    objective: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """Completed share of the steps, 0..1."""
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object: every field by name (None as null); ``objective`` only when not empty."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != OBJECTIVE_KEY}
+        if self.objective:
+            record[OBJECTIVE_KEY] = dict(self.objective)
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Progress:
+        """Read :meth:`to_json`'s form; keys it does not know (from a newer writer) are ignored.
+
+        Raises:
+            KeyError: ``step`` or ``total_steps`` is missing.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in record.items() if key in known}
+        values["step"] = int(record["step"])
+        values["total_steps"] = int(record["total_steps"])
+        values[OBJECTIVE_KEY] = dict(record.get(OBJECTIVE_KEY) or {})
+        return cls(**values)
+
+    def with_eval_loss(self, eval_loss: float | None) -> Progress:
+        """This record with ``eval_loss`` filled in when it has none (the last eval so far)."""
+        if self.eval_loss is not None or eval_loss is None:
+            return self
+        return dataclasses.replace(self, eval_loss=eval_loss)
+
+
+def latest_progress(newest_first: Iterable[Mapping[str, Any]]) -> Progress | None:
+    """The newest training record among JSON records given newest first, with the latest eval loss.
+
+    A step that did not evaluate shows the eval loss of the last one that did (as far back as
+    the records go); records without ``loss`` (eval only) contribute their eval loss. None
+    before step 1.
+    """
+    newest = last_eval = None
+    for record in newest_first:
+        if last_eval is None and record.get("eval_loss") is not None:
+            last_eval = record["eval_loss"]
+        if newest is None and record.get("loss") is not None:
+            newest = Progress.from_json(record)
+        if newest is not None and last_eval is not None:
+            break
+    return None if newest is None else newest.with_eval_loss(last_eval)
