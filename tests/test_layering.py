@@ -25,6 +25,7 @@ ALLOWED = {
     "controller": ("errors", "contracts", "spec", "controller"),
     "runtimes": ("errors", "contracts", "spec", "planning", "runtimes", "controller.api"),
     "client": ("errors", "contracts", "spec", "client", "backends", "runtimes"),
+    "compat": ("errors", "contracts", "spec", "client", "backends", "compat"),
     "backends": (
         "errors",
         "contracts",
@@ -105,7 +106,7 @@ def test_validation_clients_and_controller_import_no_torch():
     code = (
         "import sys, kubetune.spec, kubetune.planning, kubetune.trainer.speed_plan, kubetune.client, "
         "kubetune.backends.local, kubetune.cli.main, "
-        "kubetune.controller.reconcile, kubetune.runtimes; "
+        "kubetune.controller.reconcile, kubetune.runtimes, kubetune.compat.kubeflow; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from kubetune.trainer.checkpoint import complete_checkpoints
 WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "garden", "silver", "window")
 STEPS = 24
 EVERY = 4
+# Run by torchrun in place of the trainer: rank 0 stalls inside one checkpoint's write (see its docstring).
+STALLING_TRAINER = Path(__file__).with_name("stalling_trainer.py")
 
 
 def tiny_model(source: Path, target: Path) -> Path:
@@ -91,14 +94,19 @@ class FaultJob:
 TINY_JOB = FaultJob()
 
 
-def run_torchrun(spec: JobSpec, run_dir: Path) -> subprocess.Popen:
-    """``torchrun --nproc-per-node P -m kubetune.trainer`` (output captured)."""
+def run_torchrun(
+    spec: JobSpec, run_dir: Path, program: tuple[str, ...] = ("-m", "kubetune.trainer"), env: dict | None = None
+) -> subprocess.Popen:
+    """``torchrun --nproc-per-node P -m kubetune.trainer`` (output captured); ``program`` may name a script
+    to run instead, and ``env`` adds environment variables."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "job.yaml"
     config.write_text(yaml.safe_dump(spec.model_dump(mode="json")), encoding="utf-8")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
-    command += [str(spec.procs_per_node), "--max-restarts", "0", "-m", "kubetune.trainer", "--config", str(config)]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command += [str(spec.procs_per_node), "--max-restarts", "0", *program, "--config", str(config)]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+    )
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, poll: float = 0.01) -> object:

@@ -22,6 +22,7 @@ class FaultyS3Proxy:
         drop_next: on this many next object GETs, send the headers and ``drop_after`` bytes, then close.
         bytes_per_s: stream bodies at this rate (0: as fast as possible).
         requests: ``(method, path, range header, time)`` of every request received.
+        drops: when each dropped GET was cut off (taken just before its connection is shut down).
     """
 
     def __init__(self, upstream: str, port: int = 0) -> None:
@@ -32,8 +33,10 @@ class FaultyS3Proxy:
         self.drop_after = 0
         self.bytes_per_s = 0
         self.requests: list[tuple[str, str, str | None, float]] = []
+        self.drops: list[float] = []
         self.connections: set = set()
         self.stopped = False
+        self.held: socket.socket | None = None
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,14 +57,27 @@ class FaultyS3Proxy:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def stop(self) -> None:
-        """Stop answering and close the listening socket (transfers in flight break off)."""
+    def stop(self, hold_port: bool = False) -> None:
+        """Stop answering and close the listening socket (transfers in flight break off).
+
+        With ``hold_port`` the port stays bound without listening: connections are refused as by a stopped
+        server, but no other process can take the port before a new proxy listens on it (bind that one,
+        then :meth:`release_port`).
+        """
         self.stopped = True
         self.server.shutdown()
         self.server.server_close()
+        if hold_port:
+            self.held = socket.socket()
+            self.held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.held.bind(("127.0.0.1", self.port))
         for connection in list(self.connections):
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+    def release_port(self) -> None:
+        """Unbind the port held by :meth:`stop`."""
+        self.held.close()
 
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         self.requests.append((handler.command, handler.path, handler.headers.get("Range"), time.monotonic()))
@@ -96,6 +112,7 @@ class FaultyS3Proxy:
             handler.wfile.write(data[: self.drop_after])
             handler.wfile.flush()
             handler.close_connection = True
+            self.drops.append(time.monotonic())
             handler.connection.shutdown(2)
             return
         chunk = max(1, self.bytes_per_s // 20) if self.bytes_per_s else len(data) or 1

@@ -82,8 +82,11 @@ def test_dropped_connections_are_retried_and_resumed(tmp_path, bucket, proxy, ca
     assert (tmp_path / "dataset" / "blob.bin").read_bytes() == BLOB
     gets = [r for r in proxy.requests if r[0] == "GET" and "list-type" not in r[1]]
     assert [r[2] for r in gets] == [None, f"bytes={1 << 20}-", f"bytes={2 << 20}-"]  # each retry resumes
-    assert gets[2][3] - gets[1][3] >= 1.0 > gets[1][3] - gets[0][3] >= 0.5  # backoff 0.5 s, then 1 s
+    # Backoff 0.5 s, then 1 s: each retry waits at least that long after the client could see the drop (the time
+    # from one request to the next also holds the transfer and scheduling, so it gives no upper bound).
+    assert gets[1][3] - proxy.drops[0] >= 0.5 and gets[2][3] - proxy.drops[1] >= 1.0
     assert "retrying in 0.5 s (attempt 2 of 4)" in caplog.text
+    assert "retrying in 1.0 s (attempt 3 of 4)" in caplog.text
     assert result.downloaded_bytes == len(BLOB)
     assert Cache(tmp_path / "cache").verify_entry(result.key) is None
 
@@ -140,7 +143,7 @@ def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_pa
     slow.bytes_per_s = 1 << 20
     running = run_cli(bucket, slow.endpoint, tmp_path)
     wait_for(lambda: partial_bytes(tmp_path / "cache") > 0, 60, "a partial download")
-    slow.stop()
+    slow.stop(hold_port=True)  # refused from now on; the port is kept for the server coming back
     _, err = running.communicate(timeout=180)
     assert running.returncode == 2
     assert err.strip().splitlines()[-1] == (
@@ -149,6 +152,7 @@ def test_server_stopped_mid_transfer_fails_clearly_then_resumes_when_back(tmp_pa
     )
     assert entries(tmp_path / "cache") == []
     back = FaultyS3Proxy(s3_endpoint, port=slow.port)
+    slow.release_port()
     try:
         finish_and_check(bucket, back.endpoint, tmp_path)
     finally:

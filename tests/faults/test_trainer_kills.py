@@ -10,6 +10,8 @@ from kubetune.backends.local import LocalBackend
 from kubetune.backends.local.backend import job_processes, job_tag
 from kubetune.client import JobStatus, TrainerClient
 from tests.faults.jobs import (
+    EVERY,
+    STALLING_TRAINER,
     STEPS,
     TINY_JOB,
     assert_checkpoints_intact,
@@ -21,6 +23,7 @@ from tests.faults.jobs import (
     wait_for,
     weights,
 )
+from tests.faults.stalling_trainer import STALL_MARKER, STALL_STEP
 
 
 @pytest.fixture
@@ -88,25 +91,24 @@ def test_kill_during_a_checkpoint_write_leaves_no_corrupt_checkpoint(
     run = tmp_path / "run"
     spec = TINY_JOB.spec(tiny_model_dir, swap_data, run)
     checkpoints = run / "output" / "checkpoints"
-    proc = run_torchrun(spec, run)
-    # The second checkpoint's temporary folder appears: the writer is mid-write. Kill everything.
-    writing = wait_for(
-        lambda: checkpoint_steps(run) and [p for p in checkpoints.glob(".step-*.tmp") if p.is_dir()],
-        180,
-        "a checkpoint being written",
-        poll=0.001,
-    )[0]
+    step, marker = 2 * EVERY, tmp_path / "stalled"
+    # Rank 0 stops inside the second checkpoint's write (files written, none fsynced, no meta.json, not
+    # renamed) and says so: the kill below lands mid-write every time, not only when a poll wins a race.
+    env = {STALL_STEP: str(step), STALL_MARKER: str(marker)}
+    proc = run_torchrun(spec, run, program=(str(STALLING_TRAINER),), env=env)
+    wait_for(lambda: marker.exists() or proc.poll() is not None, 180, "rank 0 to stall inside a checkpoint write")
     kill_tree(proc.pid)
-    proc.wait()
-    step = int(writing.name.removeprefix(".step-").removesuffix(".tmp"))
-    assert writing.is_dir() and not (checkpoints / f"step-{step}").exists(), "the kill missed the write window"
-    survived = assert_checkpoints_intact(run)
-    assert survived and max(survived) < step
+    output, _ = proc.communicate()
+    assert marker.exists(), output
+    writing = checkpoints / f".step-{step}.tmp"
+    assert writing.is_dir() and not (checkpoints / f"step-{step}").exists()
+    assert any(writing.iterdir()) and not (writing / "meta.json").exists()  # caught mid-write (meta.json goes last)
+    assert assert_checkpoints_intact(run) == [EVERY]
 
     resumed = run_torchrun(spec, run)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
-    assert f"resumed from {checkpoints / f'step-{max(survived)}'} (step" in output, output
+    assert f"resumed from {checkpoints / f'step-{EVERY}'} (step" in output, output
     assert assert_checkpoints_intact(run)[-1] == STEPS
     assert not list(checkpoints.glob(".step-*.tmp"))
     assert_same_weights(weights(run), reference_weights)

@@ -19,7 +19,7 @@ from kubetune.contracts.types import (
 from kubetune.errors import ConfigError
 from kubetune.runtimes import Runtime
 from kubetune.spec.base import format_validation_error
-from kubetune.spec.job import JobSpec
+from kubetune.spec.job import JobSpec, canonical_resources
 from kubetune.spec.trainer import LLMConfig
 
 if TYPE_CHECKING:  # a backend is imported when chosen (kubernetes needs its client library)
@@ -194,11 +194,23 @@ def _generated_name() -> str:
     return f"job-{secrets.token_hex(4)}"
 
 
+def _gpu_count(value: Any) -> int | None:
+    """A positive GPU count given as a number or a string ("2"), else None (validation reports bad values)."""
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return None
+    return count if count > 0 else None
+
+
 def _trainer_fields(trainer: BuiltinTrainer | CustomTrainer) -> dict[str, Any]:
     """The job-spec fields a trainer sets; what it leaves out, a runtime may fill (so unset stays unset)."""
     fields: dict[str, Any] = {}
-    resources = dict(trainer.resources_per_node or {})
-    procs = trainer.procs_per_node if trainer.procs_per_node is not None else (resources.get("gpu") or None)
+    try:
+        resources = canonical_resources(dict(trainer.resources_per_node or {}))
+    except ValueError as err:
+        raise ConfigError(f"resources_per_node: {err}") from None
+    procs = trainer.procs_per_node if trainer.procs_per_node is not None else _gpu_count(resources.get("gpu"))
     for key, value in (("num_nodes", trainer.num_nodes), ("procs_per_node", procs)):
         if value is not None:
             fields[key] = value

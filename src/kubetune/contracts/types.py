@@ -61,7 +61,7 @@ class BuiltinTrainer:
         config: the LLM Trainer's typed config (model, dataset, method, training loop).
         num_nodes: torchrun agents (machines on a cluster; local processes on a laptop).
         procs_per_node: worker processes per node (usually one per GPU).
-        resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset.
+        resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset (``nvidia.com/gpu`` for ``gpu`` too).
         env: extra environment variables for the workers (not for secrets).
     """
 
@@ -87,7 +87,7 @@ class CustomTrainer:
         func_args: keyword arguments for ``func``.
         num_nodes: torchrun agents (default: the runtime's, else 1).
         procs_per_node: workers per node; defaults to ``resources_per_node["gpu"]``, else the runtime's, else 1.
-        resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset.
+        resources_per_node: ``{"cpu": 4, "memory": "16Gi", "gpu": 1}``; any subset (``nvidia.com/gpu`` for ``gpu`` too).
         env: extra environment variables for the workers (not for secrets).
     """
 

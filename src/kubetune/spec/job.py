@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Collection
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -21,6 +21,7 @@ from kubetune.contracts.kubernetes import DNS_LABEL_MAX
 from kubetune.contracts.run_dir import SOURCE_KINDS
 from kubetune.errors import ConfigError
 from kubetune.spec.base import StrictModel, read_yaml, validate_config
+from kubetune.spec.dataset_split import split_from_uri
 from kubetune.spec.initializer import DatasetInitializer, ModelInitializer
 from kubetune.spec.trainer import LLMConfig
 
@@ -58,13 +59,41 @@ class FunctionSpec(StrictModel):
     python_version: str = Field(default=f"{sys.version_info.major}.{sys.version_info.minor}", pattern=r"^\d+\.\d+$")
 
 
+#: The Kubernetes resource name of an NVIDIA GPU, accepted as another name of ``gpu``.
+NVIDIA_GPU_KEY = "nvidia.com/gpu"
+
+
 class ResourcesSpec(StrictModel):
     """What each node asks for. Locally, ``gpu`` is checked against this machine and ``cpu``
-    sets each worker's thread count; on Kubernetes these become container requests."""
+    sets each worker's thread count; on Kubernetes these become container requests.
+
+    ``nvidia.com/gpu`` (the Kubernetes resource name) is accepted for ``gpu``.
+    """
 
     cpu: float | None = Field(default=None, gt=0, description="CPU cores per node.")
     memory: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?([KMGT]i?)?$", description="e.g. 16Gi.")
-    gpu: int = Field(default=0, ge=0, description="GPUs per node.")
+    gpu: int = Field(default=0, ge=0, description="GPUs per node (also accepted as nvidia.com/gpu).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gpu_alias(cls, data: Any) -> Any:
+        return canonical_resources(data) if isinstance(data, dict) else data
+
+
+def canonical_resources(resources: dict[str, Any]) -> dict[str, Any]:
+    """``resources`` with ``nvidia.com/gpu`` under its kubetune name ``gpu``.
+
+    Raises:
+        ValueError: both names are given with different counts.
+    """
+    if NVIDIA_GPU_KEY not in resources:
+        return dict(resources)
+    out = {key: value for key, value in resources.items() if key != NVIDIA_GPU_KEY}
+    gpus = resources[NVIDIA_GPU_KEY]
+    if "gpu" in out and str(out["gpu"]) != str(gpus):
+        raise ValueError(f"gpu ({out['gpu']}) and {NVIDIA_GPU_KEY} ({gpus}) disagree; give one")
+    out["gpu"] = gpus
+    return out
 
 
 class JobSpec(StrictModel):
@@ -109,6 +138,25 @@ class JobSpec(StrictModel):
             if not _ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
+
+    @model_validator(mode="after")
+    def _dataset_split_in_uri(self) -> JobSpec:
+        """``initializer.dataset: hf://org/name?split=train[:3000]`` fetches ``hf://org/name`` and trains on
+        that split (``trainer.dataset.split``)."""
+        source = self.initializer.dataset if self.initializer is not None else None
+        if source is None:
+            return self
+        uri, split = split_from_uri(source.storage_uri)
+        if split is None:
+            return self
+        given = self.trainer.dataset.split
+        if given not in (None, split):
+            raise ValueError(
+                f"initializer.dataset.storage_uri says split {split!r} but trainer.dataset.split is {given!r}"
+            )
+        self.initializer.dataset = source.model_copy(update={"storage_uri": uri})
+        self.trainer.dataset = self.trainer.dataset.model_copy(update={"split": split})
+        return self
 
     @model_validator(mode="after")
     def _function_matches_kind(self) -> JobSpec:

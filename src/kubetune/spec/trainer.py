@@ -12,9 +12,20 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from kubetune.spec.base import StrictModel, deep_merge
+from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
+from kubetune.spec.hf_configs import merge_hugging_face_objects
 
+Task = Literal["causal-lm", "sequence-classification", "token-classification"]
+#: The dataset format each classifier task trains on (and only it).
+TASK_FORMATS = {"sequence-classification": "classification", "token-classification": "tagging"}
+#: Hugging Face tasks kubetune does not train, with what to do instead.
+UNSUPPORTED_TASKS = {
+    "question-answering": "train the answers as a 'completion' dataset on a causal-lm model",
+    "masked-lm": "continue pre-training with format 'text' on a causal-lm model",
+    "image-classification": "kubetune trains text models only",
+}
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
-DataFormat = Literal["alpaca", "messages", "completion", "text", "classification"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging"]
 Precision = Literal["auto", "fp32", "bf16"]
 Distributed = Literal["auto", "ddp", "fsdp"]
 #: A speed setting: on, off, or ``auto`` (resolved once by the trainer from model, method, data and device).
@@ -33,10 +44,20 @@ class ModelConfig(StrictModel):
     """
 
     path: str | None = Field(default=None, description="Model directory, .gguf file or pkg:// URI.")
-    task: Literal["causal-lm", "sequence-classification"] = "causal-lm"
+    task: Task = "causal-lm"
     num_labels: int | None = Field(default=None, ge=2, description="Labels, for classification.")
     trust_remote_code: bool = False
     attn_implementation: Literal["sdpa", "eager", "flex_attention"] | None = None
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _known_task(cls, value: object) -> object:
+        if isinstance(value, str) and value in UNSUPPORTED_TASKS:
+            raise ValueError(
+                f"{value!r} is not supported: kubetune trains 'causal-lm', 'sequence-classification' and "
+                f"'token-classification' models ({UNSUPPORTED_TASKS[value]})"
+            )
+        return value
 
 
 class DatasetConfig(StrictModel):
@@ -51,6 +72,8 @@ class DatasetConfig(StrictModel):
     - ``text``: ``text`` (plain language modelling; every token is a target)
     - ``classification``: ``text``, ``label`` (a class name or index; needs
       ``model.task: sequence-classification``)
+    - ``tagging``: ``tokens`` (a list of words), ``tags`` (a class name or index per word; needs
+      ``model.task: token-classification``). A word's first sub-word token carries its tag.
     """
 
     path: str | None = Field(
@@ -65,6 +88,10 @@ class DatasetConfig(StrictModel):
         default=None,
         description="Import path 'module:function' mapping one raw row to a row of the format.",
     )
+    split: str | None = Field(
+        default=None,
+        description="Split expression: 'train', 'train[:3000]', 'train[10%:]' (files by split name, then rows).",
+    )
     max_samples: int | None = Field(default=None, ge=1)
     eval_fraction: float = Field(default=0.0, ge=0.0, lt=1.0)
     train_on_inputs: bool = Field(
@@ -73,8 +100,30 @@ class DatasetConfig(StrictModel):
     labels: list[str] | None = Field(
         default=None,
         min_length=2,
-        description="Class names for 'classification', in index order (default: sorted distinct labels).",
+        description="Class names for 'classification' and 'tagging', in index order (default: sorted distinct labels).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_in_path(cls, data: Any) -> Any:
+        """``path: hf://org/name?split=train[:3000]`` is ``path: hf://org/name`` plus ``split``."""
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            return data
+        path, split = split_from_uri(data["path"])
+        if split is None:
+            return data
+        if data.get("split") not in (None, split):
+            raise ValueError(f"the split is given twice: {split!r} in path and {data['split']!r} in split")
+        return {**data, "path": path, "split": split}
+
+    @field_validator("split")
+    @classmethod
+    def _split_expression(cls, value: str | None) -> str | None:
+        return None if value is None else str(DatasetSplit.parse(value))
+
+    def parsed_split(self) -> DatasetSplit | None:
+        """The split expression, parsed (None: every file and row)."""
+        return None if self.split is None else DatasetSplit.parse(self.split)
 
     @model_validator(mode="after")
     def _check_preprocess(self) -> DatasetConfig:
@@ -89,7 +138,10 @@ class LoraConfig(StrictModel):
     r: int = Field(default=16, ge=1)
     alpha: float = Field(default=32.0, gt=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    target_modules: list[str] | Literal["all-linear"] | None = Field(
+        default="all-linear",
+        description="Modules to adapt: names, 'all-linear', or null for PEFT's default modules of the architecture.",
+    )
     use_rslora: bool = Field(default=False, description="Scale by alpha/sqrt(r) instead of alpha/r (rsLoRA).")
 
 
@@ -271,6 +323,11 @@ class LLMConfig(StrictModel):
     method's section may be given (``lora:`` for lora/qlora/dora, ``prompt_learning:`` for
     prefix/prompt, ``peft:`` for peft). A section holds what the job wrote (None when left
     out); :attr:`method_config` is the chosen method's config with its defaults filled in.
+
+    ``training`` also takes a ``transformers.TrainingArguments``, and ``lora`` a
+    ``peft.LoraConfig`` (``peft`` any PEFT config object): they become kubetune settings field by
+    field, as :mod:`kubetune.spec.hf_configs` (and docs/kubeflow.md) say; a field kubetune does
+    not implement is refused with a one-line ConfigError naming it.
     """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -289,6 +346,7 @@ class LLMConfig(StrictModel):
     def _sections_of_the_method(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        data = merge_hugging_face_objects(data)
         method = data.get("method", cls.model_fields["method"].default)
         if method not in METHOD_CONFIGS:
             return data  # the field's own validation names the allowed methods
@@ -311,12 +369,12 @@ class LLMConfig(StrictModel):
             for name in ("packing", "chunked_loss"):
                 if getattr(self.training, name) is True:
                     raise ValueError(f"training.{name} cannot be combined with method {self.method!r} (virtual tokens)")
-        classify = self.model.task == "sequence-classification"
-        if (self.dataset.format == "classification") != classify:
-            raise ValueError(
-                "dataset.format 'classification' and model.task 'sequence-classification' go together "
-                f"(got format {self.dataset.format!r}, task {self.model.task!r})"
-            )
+        for task, data_format in TASK_FORMATS.items():
+            if (self.dataset.format == data_format) != (self.model.task == task):
+                raise ValueError(
+                    f"dataset.format {data_format!r} and model.task {task!r} go together "
+                    f"(got format {self.dataset.format!r}, task {self.model.task!r})"
+                )
         if self.training.distributed == "fsdp" and self.method != "full":
             raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
         return self

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import TrainingConfig
-from kubetune.trainer.data.batching import collate, eval_batches, micro_batches, micro_batches_per_epoch
+from kubetune.trainer.data.batching import TAG_LABELS, collate, eval_batches, micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
 from kubetune.trainer.data.packing import collate_packed
 from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
@@ -30,8 +30,16 @@ def loss_sum(
     Language modelling: next-token cross-entropy over every labelled token. Prompt tuning
     prepends virtual tokens to the logits; only the positions of the real tokens are scored.
     ``chunked_loss`` runs the decoder alone and fuses the LM head with the loss, never holding
-    full fp32 logits. Classification (1-D ``labels``): cross-entropy of each row's class.
+    full fp32 logits. Classification (1-D ``labels``): cross-entropy of each row's class. Token
+    classification (``tag_labels``): cross-entropy of each tagged position's class, unshifted.
     """
+    if TAG_LABELS in batch:
+        tags = batch[TAG_LABELS]
+        logits = model(**{k: v for k, v in batch.items() if k != TAG_LABELS}).logits
+        total = F.cross_entropy(
+            logits.reshape(-1, logits.size(-1)).float(), tags.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return total, int((tags != IGNORE_INDEX).sum())
     labels = batch["labels"]
     inputs = {k: v for k, v in batch.items() if k != "labels"}
     if "position_ids" in inputs:

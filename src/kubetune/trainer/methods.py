@@ -17,6 +17,8 @@ from typing import Any
 from kubetune.errors import ConfigError
 from kubetune.spec.trainer import LLMConfig, LoraMethod, PeftMethod, PrefixMethod, PromptMethod
 
+#: The PEFT task type of each model task.
+PEFT_TASK_TYPES = {"causal-lm": "CAUSAL_LM", "sequence-classification": "SEQ_CLS", "token-classification": "TOKEN_CLS"}
 #: PEFT types (``method: peft``) whose adapters can be merged into the base weights.
 MERGEABLE_PEFT_TYPES = ("ia3", "loha", "lokr", "adalora", "boft", "oft", "vera", "fourierft")
 
@@ -131,5 +133,5 @@ def build_peft_config(config: LLMConfig, model_path: Path | None):
 
     build = method_support(config).peft_config
     assert build is not None, f"method {config.method!r} trains no adapter"
-    task = peft.TaskType.SEQ_CLS if config.model.task == "sequence-classification" else peft.TaskType.CAUSAL_LM
+    task = peft.TaskType[PEFT_TASK_TYPES[config.model.task]]
     return build(config.method_config, task, model_path)

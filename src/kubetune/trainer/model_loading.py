@@ -16,6 +16,12 @@ from kubetune.trainer.model_files import pretrained_location
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+#: The transformers Auto class of each model task.
+AUTO_CLASSES = {
+    "causal-lm": "AutoModelForCausalLM",
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+}
 
 
 def _check_architecture(path: Path, trust_remote_code: bool) -> None:
@@ -84,8 +90,8 @@ def load_model(
         path: model folder or ``.gguf`` file.
         config: the model section of the trainer config.
         precision: ``fp32`` or ``bf16`` (also the compute dtype of 4-bit layers).
-        label_names: classification only: the classes, in index order.
-        pad_token_id: classification only: lets decoder classifiers find the last real token.
+        label_names: classification and tagging only: the classes, in index order.
+        pad_token_id: classification and tagging only: lets decoder classifiers find the last real token.
         quantize_4bit_on: load the weights as 4-bit NF4 (QLoRA) on this CUDA device.
 
     Raises:
@@ -94,8 +100,8 @@ def load_model(
     import transformers
 
     location, extra = pretrained_location(path)
-    classify = config.task == "sequence-classification"
-    auto = transformers.AutoModelForSequenceClassification if classify else transformers.AutoModelForCausalLM
+    classify = config.task != "causal-lm"
+    auto = getattr(transformers, AUTO_CLASSES[config.task])
     kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code, **extra}
     if classify and label_names:
         kwargs["num_labels"] = len(label_names)

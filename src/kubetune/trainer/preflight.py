@@ -36,7 +36,11 @@ def preflight(config: LLMConfig, model_fetched: bool, dataset_fetched: bool) -> 
         _named("trainer.model.path", lambda: pretrained_location(_local(config.model.path, "trainer.model.path")))
     if config.dataset.path is not None and not dataset_fetched:
         path = _local(config.dataset.path, "trainer.dataset.path")
-        rows = _named("trainer.dataset.path", lambda: read_rows(path, limit=SAMPLE_ROWS))
+        split = config.dataset.parsed_split()
+        rows = _named(
+            "trainer.dataset.path",
+            lambda: read_rows(path, limit=SAMPLE_ROWS, split=None if split is None else split.name),
+        )
         map_columns(rows, config.dataset, source=str(path))
 
 

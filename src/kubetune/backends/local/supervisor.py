@@ -181,7 +181,10 @@ class Supervisor:
         On the first failure, stop the other nodes and return ``(step, exit code, log summary)``;
         return None when every node succeeded.
         """
-        port = free_port()
+        # Several nodes must be told the rendezvous port in advance. One node hosts its own store on port 0,
+        # bound by torchrun itself: a port picked here is free only until torchrun starts, and any process
+        # binding a port meanwhile (seconds on a busy machine) can take it.
+        port = free_port() if self.spec.num_nodes > 1 else 0
         self.children = [proc for proc in self.children if proc.poll() is None]
         running = {
             f"node-{i}": self._start(

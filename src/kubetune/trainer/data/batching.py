@@ -10,6 +10,9 @@ import torch
 
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
 
+#: The batch key of token-classification targets (one class per position, not shifted like ``labels``).
+TAG_LABELS = "tag_labels"
+
 
 def epoch_order(num_examples: int, epoch: int, seed: int) -> list[int]:
     """A permutation of example indices, the same on every rank for a given epoch and seed."""
@@ -22,7 +25,8 @@ def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tenso
     """Right-pad examples to the longest one; padding is masked out of attention and loss.
 
     Language-modelling examples give ``labels`` of shape (batch, length); classification
-    examples give one class index per row, shape (batch,).
+    examples give one class index per row, shape (batch,); tagged (token-classification)
+    examples give ``tag_labels`` of shape (batch, length).
     """
     longest = max(len(ex.input_ids) for ex in examples)
     input_ids = torch.full((len(examples), longest), pad_token_id, dtype=torch.long)
@@ -36,7 +40,8 @@ def collate(examples: list[Example], pad_token_id: int) -> dict[str, torch.Tenso
         attention[row, :n] = 1
     if examples[0].class_label is not None:
         labels = torch.tensor([ex.class_label for ex in examples], dtype=torch.long)
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+    key = TAG_LABELS if examples[0].tagged else "labels"
+    return {"input_ids": input_ids, key: labels, "attention_mask": attention}
 
 
 def micro_batches_per_epoch(num_examples: int, batch_size: int, world_size: int = 1) -> int:

@@ -23,6 +23,7 @@ REQUIRED_COLUMNS = {
     "messages": ("messages",),
     "text": ("text",),
     "classification": ("text", "label"),
+    "tagging": ("tokens", "tags"),
 }
 
 ALPACA_PROMPT = (
@@ -36,13 +37,15 @@ ALPACA_PROMPT = (
 class Example:
     """One tokenized training sequence.
 
-    ``labels`` holds a target token per position (language modelling); a classification
-    example has no token targets and one ``class_label`` instead.
+    ``labels`` holds a target token per position (language modelling), or a class per position
+    (``tagged``: token classification, no shift); a classification example has no token targets
+    and one ``class_label`` instead.
     """
 
     input_ids: list[int]
     labels: list[int]
     class_label: int | None = None
+    tagged: bool = False
 
     @property
     def num_targets(self) -> int:
@@ -53,19 +56,21 @@ class Example:
 
 
 def class_names(rows: list[dict], config: DatasetConfig, source: str) -> list[str]:
-    """The classes of a ``classification`` dataset, in label-index order.
+    """The classes of a ``classification`` (``label``) or ``tagging`` (``tags``) dataset, in label-index order.
 
     ``dataset.labels`` wins; otherwise integer labels ``0..n-1`` name themselves, and string
     labels are sorted.
 
     Raises:
-        DataError: a row's label is not one of ``dataset.labels``, or fewer than two classes.
+        DataError: a row's label is not one of ``dataset.labels``, a row's tags are not a list, or
+            fewer than two classes.
     """
-    seen = [row["label"] for row in rows]
+    by_row = [(index, label) for index, row in enumerate(rows) for label in _row_labels(row, config, source, index)]
+    seen = [label for _, label in by_row]
     if config.labels is not None:
         names = list(config.labels)
         allowed = set(names) | {str(i) for i in range(len(names))}
-        for index, label in enumerate(seen):
+        for index, label in by_row:
             if str(label) not in allowed:
                 raise DataError(f"{source}: row {index}: label {label!r} is not one of dataset.labels {names}")
         return names
@@ -78,6 +83,14 @@ def class_names(rows: list[dict], config: DatasetConfig, source: str) -> list[st
     if len(names) < 2:
         raise DataError(f"{source}: a classification dataset needs at least two classes (found {names})")
     return names
+
+
+def _row_labels(row: dict, config: DatasetConfig, source: str, index: int) -> list:
+    if config.format != "tagging":
+        return [row["label"]]
+    if not isinstance(row["tags"], list):
+        raise DataError(f"{source}: row {index}: 'tags' must be a list (one tag per word)")
+    return row["tags"]
 
 
 def load_preprocess(import_path: str) -> Callable[[dict], dict]:
@@ -166,7 +179,7 @@ class Tokenizer:
         self.max_seq_len = max_seq_len
         self.truncated = 0
         self.label_index = {name: index for index, name in enumerate(label_names or [])}
-        if tokenizer.eos_token_id is None and config.format != "classification":
+        if tokenizer.eos_token_id is None and config.format not in ("classification", "tagging"):
             raise DataError("the tokenizer defines no end-of-sequence token")
         if config.format == "messages" and not getattr(tokenizer, "chat_template", None):
             raise DataError(
@@ -193,12 +206,33 @@ class Tokenizer:
 
     def _classify(self, row: dict) -> Example:
         ids = list(self.tok(str(row["text"]), add_special_tokens=True)["input_ids"])
-        label = str(row["label"])
-        index = self.label_index[label] if label in self.label_index else int(label)
+        index = self._class_index(row["label"])
         if len(ids) > self.max_seq_len:
             self.truncated += 1
             ids = ids[: self.max_seq_len]
         return Example(ids, [], class_label=index)
+
+    def _tag(self, row: dict, where: str) -> Example:
+        words, tags = row["tokens"], row["tags"]
+        if not isinstance(words, list) or not words or not isinstance(tags, list) or len(tags) != len(words):
+            raise DataError(f"{where}: 'tokens' and 'tags' must be non-empty lists of the same length")
+        encoded = self.tok([str(word) for word in words], is_split_into_words=True, add_special_tokens=True)
+        try:
+            word_ids = encoded.word_ids()
+        except ValueError:
+            raise DataError("dataset.format 'tagging' needs a fast tokenizer (tokenizer.json)") from None
+        labels, previous = [], None
+        for word in word_ids:
+            labels.append(IGNORE_INDEX if word is None or word == previous else self._class_index(tags[word]))
+            previous = word
+        ids = list(encoded["input_ids"])
+        if len(ids) > self.max_seq_len:
+            self.truncated += 1
+            ids, labels = ids[: self.max_seq_len], labels[: self.max_seq_len]
+        return Example(ids, labels, tagged=True)
+
+    def _class_index(self, label: object) -> int:
+        return self.label_index[str(label)] if str(label) in self.label_index else int(label)
 
     def _chat_ids(self, messages: list[dict], add_generation_prompt: bool) -> list[int]:
         rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -209,6 +243,8 @@ class Tokenizer:
         fmt = self.config.format
         if fmt == "classification":
             return self._classify(row)
+        if fmt == "tagging":
+            return self._tag(row, where)
         if fmt == "alpaca":
             extra = str(row.get("input") or "")
             prompt = ALPACA_PROMPT.format(

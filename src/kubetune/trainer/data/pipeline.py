@@ -27,14 +27,23 @@ class PreparedData:
 def prepare_data(config: DatasetConfig, path: Path, tokenizer, max_seq_len: int, seed: int) -> PreparedData:
     """Read, map, validate and tokenize the dataset at ``path``; split off the eval share.
 
+    ``dataset.split`` chooses the files of a split and a slice of their rows first, then
+    ``dataset.max_samples`` caps the rows.
+
     Raises:
-        DataError: unreadable files, missing columns, invalid rows, or no usable example.
+        DataError: unreadable files, missing columns, invalid rows, a split that selects no row, or no
+            usable example.
     """
-    rows = read_rows(path)
+    split = config.parsed_split()
+    rows = read_rows(path, split=None if split is None else split.name)
+    if split is not None and split.is_sliced:
+        rows = split.select(rows)
+        if not rows:
+            raise DataError(f"{path}: dataset.split {str(split)!r} selects no row")
     if config.max_samples is not None:
         rows = rows[: config.max_samples]
     rows = map_columns(rows, config, source=str(path))
-    label_names = class_names(rows, config, str(path)) if config.format == "classification" else None
+    label_names = class_names(rows, config, str(path)) if config.format in ("classification", "tagging") else None
     tokenize = Tokenizer(tokenizer, config, max_seq_len, label_names)
     examples: list[Example] = []
     dropped = 0

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kubetune.errors import DataError
+from kubetune.spec.dataset_split import DEFAULT_SPLIT, file_split
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 
@@ -29,8 +30,13 @@ def _kind(path: Path) -> str | None:
     return None
 
 
-def dataset_files(path: Path) -> list[Path]:
-    """The data files at ``path``: the file itself, or every supported file under a folder."""
+def dataset_files(path: Path, split: str | None = None) -> list[Path]:
+    """The data files at ``path``: the file itself, or every supported file under a folder.
+
+    With ``split``, a folder's files of that split only (by name, as
+    :mod:`kubetune.spec.dataset_split` says); a folder whose files name no split is one
+    ``train`` split. A single file is the split asked for.
+    """
     if not path.exists():
         raise DataError(f"dataset not found: {path}")
     if path.is_file():
@@ -44,7 +50,23 @@ def dataset_files(path: Path) -> list[Path]:
     )
     if not files:
         raise DataError(f"{path}: no dataset files ({', '.join(SUFFIXES)}) in this folder")
-    return files
+    return files if split is None else _split_files(path, files, split)
+
+
+def _split_files(folder: Path, files: list[Path], split: str) -> list[Path]:
+    named = {file: file_split(file.relative_to(folder)) for file in files}
+    if not any(named.values()):
+        if split == DEFAULT_SPLIT:
+            return files
+        raise DataError(
+            f"{folder}: no file is named for split {split!r} (a folder whose files name no split is the "
+            f"'{DEFAULT_SPLIT}' split)"
+        )
+    chosen = [file for file in files if named[file] == split]
+    if not chosen:
+        found = ", ".join(sorted({name for name in named.values() if name}))
+        raise DataError(f"{folder}: no file of split {split!r} (files name the splits: {found})")
+    return chosen
 
 
 def _open_text(path: Path) -> io.TextIOBase:
@@ -115,15 +137,17 @@ _READERS = {
 }
 
 
-def read_rows(path: Path, limit: int | None = None) -> list[dict]:
+def read_rows(path: Path, limit: int | None = None, split: str | None = None) -> list[dict]:
     """Read the rows of the dataset at ``path`` (a file or a folder of files): all, or the first ``limit``.
+
+    ``split`` reads only the files of that split (see :func:`dataset_files`).
 
     Raises:
         DataError: the path does not exist, holds no supported file, a file is malformed or
             not UTF-8, or no row was read.
     """
     rows: list[dict] = []
-    for file in dataset_files(path):
+    for file in dataset_files(path, split):
         reader = _READERS[_kind(file)]
         try:
             rows.extend(itertools.islice(reader(file), None if limit is None else limit - len(rows)))

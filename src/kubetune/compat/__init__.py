@@ -1,0 +1,1 @@
+"""Migration paths: other projects' APIs mapped onto kubetune (``kubetune.compat.kubeflow``)."""
