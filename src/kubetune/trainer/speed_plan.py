@@ -127,6 +127,14 @@ def largest_micro_batch(batches: list[list[int]], packed: bool) -> int:
     return max(sum(batch) if packed else len(batch) * max(batch) for batch in batches if batch)
 
 
+def _planned_targets(target_modules) -> tuple[str, ...] | str:
+    """The linears the plan counts adapters on: the names given, else every linear (PEFT's default set
+    for the architecture is at most that)."""
+    if target_modules is None or isinstance(target_modules, str):
+        return "all-linear"
+    return tuple(target_modules)
+
+
 def resolve_speed(
     config: LLMConfig,
     device: DeviceInfo,
@@ -190,7 +198,7 @@ def resolve_speed(
         chunked_loss=chunked,
         causal_lm=causal,
         lora_rank=lora.r,
-        lora_targets=lora.target_modules if isinstance(lora.target_modules, str) else tuple(lora.target_modules),
+        lora_targets=_planned_targets(lora.target_modules),
     )
     can_plan = cuda and shape is not None and device.memory_bytes is not None
     if strategy == "auto":
