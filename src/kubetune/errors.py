@@ -50,3 +50,10 @@ class JobTimeoutError(KubetuneError):
 
 class OutputError(KubetuneError):
     """Outputs (checkpoints, exports) cannot be written: the disk is full, a quota or permission refuses it."""
+
+
+#: Exit status of a worker, and of its launcher, that stopped after writing a checkpoint because it
+#: was asked to (SIGTERM or SIGUSR1: preemption, a node drain, a suspend). The job is resumable
+#: from that checkpoint; backends count it as "preempted", never against ``max_restarts``.
+#: 75 is ``EX_TEMPFAIL`` of sysexits.h: a temporary failure, to be retried.
+PREEMPTED_EXIT_CODE = 75

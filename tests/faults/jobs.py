@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from kubetune.backends.local.backend import job_processes, job_tag
+from kubetune.client import TrainerClient
 from kubetune.spec.base import validate_config
 from kubetune.spec.job import JobSpec
 from kubetune.trainer.checkpoint import complete_checkpoints
@@ -97,12 +100,13 @@ TINY_JOB = FaultJob()
 def run_torchrun(
     spec: JobSpec, run_dir: Path, program: tuple[str, ...] = ("-m", "kubetune.trainer"), env: dict | None = None
 ) -> subprocess.Popen:
-    """``torchrun --nproc-per-node P -m kubetune.trainer`` (output captured); ``program`` may name a script
+    """``torchrun --nproc-per-node P -m kubetune.trainer`` through kubetune's launcher (output captured);
+    ``program`` may name a script
     to run instead, and ``env`` adds environment variables."""
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "job.yaml"
     config.write_text(yaml.safe_dump(spec.model_dump(mode="json")), encoding="utf-8")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
+    command = [sys.executable, "-m", "kubetune.trainer.launch", "--standalone", "--nproc-per-node"]
     command += [str(spec.procs_per_node), "--max-restarts", "0", *program, "--config", str(config)]
     return subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
@@ -123,6 +127,19 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, poll: f
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """Steps of the complete checkpoints in the run directory."""
     return [step for step, _ in complete_checkpoints(run_dir / "output" / "checkpoints")]
+
+
+def job_workers(client: TrainerClient, name: str) -> list[psutil.Process]:
+    """The worker processes of a local job, by rank (torchrun sets RANK for workers only)."""
+    backend = client.backend
+    tag = job_tag(backend.home, name, client.get_job(name).created_at)
+    workers = [p for p in job_processes(tag) if "RANK" in p.environ()]
+    return sorted(workers, key=lambda p: int(p.environ()["RANK"]))
+
+
+def launcher_workers(pid: int) -> list[psutil.Process]:
+    """The workers a launcher (``run_torchrun``) started, by rank."""
+    return sorted(psutil.Process(pid).children(), key=lambda p: int(p.environ()["RANK"]))
 
 
 def kill_tree(pid: int) -> None:
@@ -162,7 +179,27 @@ def assert_checkpoints_intact(run_dir: Path) -> list[int]:
     return [step for step, _ in found]
 
 
+def metric_records(run_dir: Path) -> list[dict]:
+    """The records of ``metrics.jsonl`` (none before the first step)."""
+    path = run_dir / "output" / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def metric_steps(run_dir: Path) -> list[int]:
     """The steps logged in ``metrics.jsonl``."""
-    lines = (run_dir / "output" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["step"] for line in lines]
+    return [record["step"] for record in metric_records(run_dir)]
+
+
+def trained_steps(log: str) -> list[int]:
+    """Every step rank 0 reported training in a log (``step k/N | ...`` lines), runs and resumes together."""
+    return [int(match) for match in re.findall(r"^step (\d+)/\d+ \|", log, flags=re.MULTILINE)]
+
+
+def assert_same_losses(run_dir: Path, reference: Path, rtol: float = 1e-4) -> None:
+    """Each step's loss within ``rtol`` (relative) of the reference run's."""
+    got = {r["step"]: r["loss"] for r in metric_records(run_dir)}
+    want = {r["step"]: r["loss"] for r in metric_records(reference)}
+    assert got.keys() == want.keys()
+    worst = max(abs(got[step] - loss) / abs(loss) for step, loss in want.items())
+    assert worst <= rtol, f"losses differ from the uninterrupted run by {worst:.2e} (relative)"

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import signal
 
-import pytest
-
-from kubetune.backends.local import LocalBackend
 from kubetune.backends.local.backend import job_processes, job_tag
-from kubetune.client import JobStatus, TrainerClient
+from kubetune.client import JobStatus
 from tests.faults.jobs import (
     EVERY,
     STALLING_TRAINER,
@@ -17,6 +14,7 @@ from tests.faults.jobs import (
     assert_checkpoints_intact,
     assert_same_weights,
     checkpoint_steps,
+    job_workers,
     kill_tree,
     metric_steps,
     run_torchrun,
@@ -26,28 +24,13 @@ from tests.faults.jobs import (
 from tests.faults.stalling_trainer import STALL_MARKER, STALL_STEP
 
 
-@pytest.fixture
-def client(tmp_path):
-    backend = LocalBackend(tmp_path / "home")
-    yield TrainerClient(backend)
-    for job in backend.list_jobs():
-        backend.delete_job(job.name)
-
-
-def _job_workers(client: TrainerClient, name: str):
-    backend = client.backend
-    tag = job_tag(backend.home, name, client.get_job(name).created_at)
-    workers = [p for p in job_processes(tag) if "RANK" in p.environ()]  # torchrun sets RANK for workers only
-    return sorted(workers, key=lambda p: int(p.environ()["RANK"]))
-
-
 def test_killed_worker_is_restarted_and_the_job_completes_with_the_same_weights(
     client, tmp_path, tiny_model_dir, swap_data, reference_weights
 ):
     run = tmp_path / "run"
     name = client.train_from_spec(TINY_JOB.spec(tiny_model_dir, swap_data, run, max_restarts=1))
     wait_for(lambda: checkpoint_steps(run), 180, "the first checkpoint")
-    victim = wait_for(lambda: _job_workers(client, name)[1:], 30, "rank 1")[0]
+    victim = wait_for(lambda: job_workers(client, name)[1:], 30, "rank 1")[0]
     assert int(victim.environ()["RANK"]) == 1
     victim.send_signal(signal.SIGKILL)  # mid-step: rank 0 is in the same step's all-reduce
 

@@ -247,7 +247,7 @@ def test_custom_trainer_ships_its_function_in_a_configmap_owned_by_the_trainjob(
     manifest = state.made("POST", TRAINJOBS)[0].body
     trainjob_validator.validate(manifest)
     trainer = manifest["spec"]["trainer"]
-    assert trainer["command"] == ["torchrun"]
+    assert trainer["command"] == ["python", "-m", "kubetune.trainer.launch"]
     assert trainer["args"][:2] == ["-m", "kubetune.backends.function_worker"] and trainer["numNodes"] == 2
     (post,) = state.made("POST", f"/api/v1/namespaces/{NS}/configmaps")
     config_map = post.body
@@ -442,6 +442,33 @@ def test_wait_and_delete(client, state):
         client.get_job("tune")
     with pytest.raises(JobNotFoundError):
         client.delete_job("tune")
+
+
+def test_suspend_and_resume_set_the_trainjobs_suspend_field(client, state, trainjob_validator):
+    submit_builtin(client)
+    set_conditions(state, "tune", ("Running", "Training", ""))
+    job = client.suspend_job("tune", wait=False)
+    (patch,) = state.made("PATCH", TRAINJOBS)
+    assert (patch.path, patch.body) == (f"{TRAINJOBS}/tune", {"spec": {"suspend": True}})
+    stored = state.objects[TRAINJOBS]["tune"]
+    trainjob_validator.validate({key: stored[key] for key in ("apiVersion", "kind", "metadata", "spec")})
+    assert stored["spec"]["suspend"] is True and stored["spec"]["runtimeRef"]["name"] == RUNTIME  # merged, not replaced
+    assert job.status == JobStatus.RUNNING  # the controller has not acted yet
+    # The controller suspends the JobSet and reports it; the SDK waits for that.
+    set_conditions(state, "tune", ("Suspended", "Suspended", "suspended by spec.suspend"))
+    job = client.suspend_job("tune", timeout=5)
+    assert (job.status, job.reason) == (JobStatus.SUSPENDED, "Suspended")
+    client.resume_job("tune")
+    assert state.made("PATCH", TRAINJOBS)[-1].body == {"spec": {"suspend": False}}
+    assert state.objects[TRAINJOBS]["tune"]["spec"]["suspend"] is False
+    # Waiting for Kueue is not a suspend the user can lift.
+    set_conditions(state, "tune", ("Suspended", "QueuedByKueue", "waiting for Kueue to admit the job"))
+    assert client.get_job("tune").status == JobStatus.CREATED
+    set_conditions(state, "tune", ("Complete", "JobSetCompleted", ""))
+    with pytest.raises(ConfigError, match="already ended"):
+        client.suspend_job("tune")
+    with pytest.raises(JobNotFoundError):
+        client.resume_job("nope")
 
 
 def test_return_values_point_at_the_node_logs(client):

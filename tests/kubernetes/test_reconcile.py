@@ -6,7 +6,8 @@ import pytest
 import yaml
 from k8s_schemas import make_trainjob, validate_k8s
 
-from kubetune.controller.reconcile import InvalidTrainJob, reconcile
+from kubetune.controller.reconcile import NODE_GRACE_S, InvalidTrainJob, reconcile
+from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.job import JobSpec
 
 
@@ -65,7 +66,7 @@ def test_node_job_has_num_nodes_indexed_pods_and_torchrun_env(runtime, num_nodes
     assert env["PET_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     )
-    assert container["command"] == ["torchrun"]
+    assert container["command"] == ["python", "-m", "kubetune.trainer.launch"]
     assert container["args"][:2] == ["-m", "kubetune.trainer"]
 
 
@@ -175,6 +176,37 @@ def test_kueue_queue_label_passes_through_and_starts_suspended(runtime):
 def test_suspend_is_mirrored_to_the_jobset(runtime, suspend):
     jobset = reconcile(make_trainjob(suspend=suspend), runtime, {}).jobset
     assert jobset["spec"]["suspend"] is suspend
+
+
+@pytest.mark.parametrize(
+    ("labels", "after_resume"),
+    [(None, False), ({"kueue.x-k8s.io/queue-name": "gpu-queue"}, None)],  # None: left to Kueue, which readmits
+)
+def test_suspending_a_running_trainjob_suspends_its_jobset_and_resuming_unsuspends_it(runtime, labels, after_resume):
+    running = reconcile(make_trainjob(labels=labels), runtime, {}).jobset
+    running["spec"]["suspend"] = False  # started (admitted by Kueue, when queued)
+    suspended = reconcile(make_trainjob(labels=labels, suspend=True), runtime, {}, existing_jobset=running).jobset
+    assert suspended["spec"]["suspend"] is True  # the JobSet's pods get SIGTERM and checkpoint
+    # The update changes nothing else: the pods that come back resume from the shared volume.
+    assert {**suspended["spec"], "suspend": False} == running["spec"]
+    resumed = reconcile(make_trainjob(labels=labels), runtime, {}, existing_jobset=suspended).jobset
+    assert resumed["spec"].get("suspend") is after_resume
+
+
+def test_node_pods_ignore_the_preemption_exit_code_and_disruptions(runtime, jobset_validator):
+    jobset = reconcile(make_trainjob(maxRestarts=2), runtime, {}).jobset
+    jobset_validator.validate(jobset)
+    node = jobs_by_name(jobset)["node"]["template"]["spec"]
+    rules = node["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "node", "operator": "In", "values": [PREEMPTED_EXIT_CODE]},
+    }
+    assert rules[1] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    # Ignored pod failures never fail the Job, so the JobSet's maxRestarts budget is not spent on them.
+    assert node["backoffLimit"] == 0 and jobset["spec"]["failurePolicy"] == {"maxRestarts": 2}
+    pod = node["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["terminationGracePeriodSeconds"] == NODE_GRACE_S
 
 
 def test_coscheduling_pod_group_gangs_the_node_pods(runtime):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from kubetune.errors import ConfigError
-from kubetune.runtimes import apply_runtime, get_runtime
+from kubetune.runtimes import apply_runtime, get_runtime, list_runtimes
 from kubetune.runtimes.defaults import resources_from_kubernetes, resources_to_kubernetes
 from kubetune.spec.job import JobSpec
+from kubetune.spec.trainer import DEFAULT_CHECKPOINT_EVERY
 
 RUNTIME = "smollm2-135m-lora"  # catalog: batch 8, lr 2e-4, fp32, 1 node x 1 proc, cpu 4, 16Gi, no GPU
 
@@ -61,6 +62,13 @@ def test_runtime_scale_and_gpus_come_from_the_preset():
     assert (spec.num_nodes, spec.procs_per_node, spec.resources.gpu) == (1, 2, 2)
     assert spec.trainer.training.learning_rate == pytest.approx(1e-4)
     assert spec.trainer.training.gradient_checkpointing == "auto"  # the trainer picks the share for its GPU
+
+
+@pytest.mark.parametrize("runtime", [runtime.name for runtime in list_runtimes()])
+def test_every_runtime_inherits_the_time_based_checkpoint_default(runtime):
+    assert resolved({}, runtime).trainer.training.checkpoint_every == DEFAULT_CHECKPOINT_EVERY == "30m"
+    mine = resolved({"trainer": {"training": {"checkpoint_every": "10m"}}}, runtime)
+    assert mine.trainer.training.checkpoint_interval_s() == 600
 
 
 def test_custom_trainer_jobs_keep_their_empty_llm_config():

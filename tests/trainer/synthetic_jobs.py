@@ -58,6 +58,7 @@ def make_spec(model_dir: Path, data_path: Path, run_dir: Path, **trainer: dict) 
             "learning_rate": 1e-3,
             "max_seq_len": 32,
             "lr_scheduler": "constant",
+            "checkpoint_every": None,  # these jobs test training, not checkpoints (a full fine-tune's is 1.6 GB)
         },
     }
     for key, value in trainer.items():

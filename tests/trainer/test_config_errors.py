@@ -26,6 +26,11 @@ from kubetune.trainer.run import run_training
         ({"method": "prefix", "lora": {"r": 4}}, "'lora' is not a setting of method 'prefix'"),
         ({"method": "full", "prompt_learning": {"num_virtual_tokens": 4}}, "'prompt_learning' is not a setting"),
         ({"method": "peft", "peft": {"type": "lora"}}, "use method: lora instead of peft: {type: lora}"),
+        ({"training": {"checkpoint_every": "30 min"}}, "training.checkpoint_every: Value error, '30 min' is neither"),
+        ({"training": {"checkpoint_every": "0s"}}, "training.checkpoint_every: Value error, '0s': a checkpoint"),
+        ({"training": {"checkpoint_every": 0}}, "training.checkpoint_every: Value error, a number of steps"),
+        ({"training": {"checkpoint_every": True}}, "training.checkpoint_every: Value error, expected a number"),
+        ({"training": {"checkpoint_every": 1.5}}, "training.checkpoint_every: Value error, expected a number"),
     ],
 )
 def test_invalid_field_is_rejected_when_the_spec_is_built(tmp_path, override, field):

@@ -87,5 +87,22 @@ class RuntimeBackend(abc.ABC):
             time.sleep(polling_interval)
 
     @abc.abstractmethod
+    def suspend_job(self, name: str) -> None:
+        """Ask the job to stop keeping its work: the workers checkpoint and exit, the job becomes
+        Suspended. Returns once asked (idempotent).
+
+        Raises:
+            JobNotFoundError. ConfigError: the job has already ended.
+        """
+
+    @abc.abstractmethod
+    def resume_job(self, name: str) -> None:
+        """Run a Suspended job again from its newest checkpoint. Returns once started.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job cannot be resumed (it is active or Complete).
+        """
+
+    @abc.abstractmethod
     def delete_job(self, name: str) -> None:
         """Stop the job's processes (or cluster objects) and remove its state. Raises JobNotFoundError."""

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from kubetune.client import Job, TrainerClient
+from kubetune.client import Job, JobStatus, TrainerClient
 from kubetune.errors import JobTimeoutError
 from kubetune.trainer.metrics import format_duration
 
@@ -33,7 +33,7 @@ def describe_progress(job: Job) -> str:
 def follow_job(
     client: TrainerClient, name: str, console: Console, deadline_s: float | None = None, poll_s: float = 1.0
 ) -> Job:
-    """Show a live progress bar until the job ends; returns the finished job.
+    """Show a live progress bar until the job ends or is suspended; returns the job then.
 
     Ctrl-C stops watching (exit code 130), never the job, which runs detached.
 
@@ -63,7 +63,7 @@ def _follow(client: TrainerClient, name: str, console: Console, deadline_s: floa
             total = job.progress.total_steps if job.progress else None
             completed = job.progress.step if job.progress else 0
             bar.update(task, total=total, completed=completed, status=job.status.value, detail=describe_progress(job))
-            if job.status.is_terminal:
+            if job.status.is_terminal or job.status == JobStatus.SUSPENDED:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise JobTimeoutError(f"job {name!r} is still {job.status.value} after {deadline_s:g}s")

@@ -1,4 +1,4 @@
-"""Job commands: ``kubetune jobs``, ``logs``, ``wait``, ``delete``, ``runtimes``.
+"""Job commands: ``kubetune jobs``, ``logs``, ``wait``, ``suspend``, ``resume``, ``delete``, ``runtimes``.
 
 They talk to the local backend through :class:`~kubetune.client.TrainerClient`; its data
 directory is ``--home``, else ``$KUBETUNE_HOME``, else ``~/.kubetune``.
@@ -75,10 +75,13 @@ def print_outputs(job: Job) -> None:
 
 
 def report_end(job: Job) -> int:
-    """Print how the job ended; the exit code a command should return."""
+    """Print how the job ended (or stopped); the exit code a command should return."""
     if job.status == JobStatus.COMPLETE:
         print_outputs(job)
         return 0
+    if job.status == JobStatus.SUSPENDED:
+        err_console.print(f"job {job.name} Suspended ({job.reason}): {job.message}", highlight=False, soft_wrap=True)
+        return 1
     err_console.print(
         f"[bold red]error:[/] job {job.name} {job.status.value} ({job.reason}): {job.message}",
         highlight=False,
@@ -115,7 +118,7 @@ def jobs(home: Home = None, backend: Backend = "local", namespace: Namespace = N
             step,
             describe_progress(job) or "-",
             _age(job),
-            job.reason if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) else "",
+            job.reason if job.status in (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.SUSPENDED) else "",
         )
     console.print(table)
 
@@ -147,6 +150,30 @@ def wait(
     client.get_job(name)
     job = follow_job(client, name, console, deadline_s=timeout)
     raise typer.Exit(report_end(job))
+
+
+def suspend(
+    name: JobName,
+    timeout: Annotated[float, typer.Option(help="Wait at most this many seconds for the checkpoint.")] = 600.0,
+    home: Home = None,
+    backend: Backend = "local",
+    namespace: Namespace = None,
+) -> None:
+    """Stop a running job keeping its work: the workers checkpoint and exit (`kubetune resume` continues).
+
+    Waits until the job is Suspended (on Kubernetes: sets the TrainJob's spec.suspend, then waits for
+    the controller to report it).
+    """
+    job = make_client(home, backend, namespace).suspend_job(name, timeout=timeout)
+    step = f" at step {job.progress.step}/{job.progress.total_steps}" if job.progress else ""
+    console.print(f"{name}: {job.status.value}{step}")
+
+
+def resume(name: JobName, home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:
+    """Continue a Suspended job from its newest checkpoint (locally also a Failed or Cancelled one,
+    e.g. after a reboot); `kubetune wait NAME` follows it."""
+    job = make_client(home, backend, namespace).resume_job(name)
+    console.print(f"{name}: resumed ({job.status.value})")
 
 
 def delete(name: JobName, home: Home = None, backend: Backend = "local", namespace: Namespace = None) -> None:

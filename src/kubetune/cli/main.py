@@ -100,6 +100,8 @@ for _command in (
     job_commands.jobs,
     job_commands.logs,
     job_commands.wait,
+    job_commands.suspend,
+    job_commands.resume,
     job_commands.delete,
     job_commands.runtimes,
 ):

@@ -144,6 +144,37 @@ class TrainerClient:
         wanted = {status} if isinstance(status, JobStatus) else set(status)
         return self.backend.wait_for_job_status(name, wanted, timeout=timeout, polling_interval=polling_interval)
 
+    def suspend_job(self, name: str, wait: bool = True, timeout: float = 600.0) -> Job:
+        """Stop a running job keeping its work, and return it.
+
+        The workers finish their current step, write a checkpoint and exit; the job becomes
+        Suspended (on Kubernetes: ``spec.suspend`` of the TrainJob, so its pods checkpoint on the
+        shared volume within their grace period). :meth:`resume_job` continues it. With ``wait``,
+        blocks until the job is Suspended (or Complete, if it finished first).
+
+        Raises:
+            JobNotFoundError. ConfigError: the job has already ended. JobTimeoutError.
+        """
+        self.backend.suspend_job(name)
+        if not wait:
+            return self.backend.get_job(name)
+        return self.backend.wait_for_job_status(
+            name, {JobStatus.SUSPENDED, JobStatus.COMPLETE}, timeout=timeout, polling_interval=0.5
+        )
+
+    def resume_job(self, name: str) -> Job:
+        """Start a Suspended job again from its newest checkpoint, and return it.
+
+        The local backend also resumes a Failed or Cancelled job, e.g. one whose supervisor died
+        with the machine: finished initializers are kept and training continues from the newest
+        complete checkpoint.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job is active or Complete.
+        """
+        self.backend.resume_job(name)
+        return self.backend.get_job(name)
+
     def delete_job(self, name: str) -> None:
         """Stop the job's processes and remove its state (and its run directory if kubetune chose it)."""
         self.backend.delete_job(name)

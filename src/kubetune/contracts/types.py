@@ -24,11 +24,16 @@ if TYPE_CHECKING:
 
 
 class JobStatus(str, Enum):
-    """A job's lifecycle: Created → Initializing → Running → Complete | Failed | Cancelled."""
+    """A job's lifecycle: Created → Initializing → Running → Complete | Failed | Cancelled.
+
+    ``Suspended``: the workers checkpointed and stopped (``suspend_job``, or a preemption); the
+    job continues from that checkpoint on ``resume_job``. It is not terminal.
+    """
 
     CREATED = "Created"
     INITIALIZING = "Initializing"
     RUNNING = "Running"
+    SUSPENDED = "Suspended"
     COMPLETE = "Complete"
     FAILED = "Failed"
     CANCELLED = "Cancelled"

@@ -9,7 +9,9 @@ the JobSet. Every object carries an owner reference to the TrainJob, so deleting
 deletes them.
 
 The JobSet runs ``dataset-initializer`` first, then ``model-initializer`` (after the dataset is
-Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun. JobSet supports one
+Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun (through
+``kubetune.trainer.launch``, which keeps the trainer's preemption exit status; the node Job's pod
+failure policy ignores that status and disruptions, see :func:`preemption_rules`). JobSet supports one
 ``dependsOn`` entry per replicated job, hence the chain. An initializer with no storage URI
 (neither in the TrainJob nor in the runtime) is left out of the chain.
 
@@ -50,7 +52,7 @@ from kubetune.controller.api import (
     RuntimeSpec,
     TrainJobSpec,
 )
-from kubetune.errors import KubetuneError
+from kubetune.errors import PREEMPTED_EXIT_CODE, KubetuneError
 from kubetune.spec.base import format_validation_error
 from kubetune.spec.job import JobSpec
 from kubetune.spec.trainer import LLMConfig, merge_llm_config
@@ -63,6 +65,11 @@ CONFIG_FILE = CONFIG_FILE_NAME
 WORKSPACE_VOLUME = "workspace"
 CONFIG_VOLUME = "kubetune-config"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+# torchrun's options, with SIGTERM passed on to the workers and their preemption exit status kept.
+LAUNCH_COMMAND = ("python", "-m", "kubetune.trainer.launch")
+# How long a node pod has, after SIGTERM (suspend, Kueue preemption, drain), to checkpoint; a
+# runtime template may set its own. See docs/reliability.md for measured checkpoint times.
+NODE_GRACE_S = 120
 
 # Set by the controller / torchrun; a user value would silently break the rendezvous.
 RESERVED_ENV = frozenset(
@@ -365,7 +372,7 @@ def _jobset(
     elif trainer.args is not None:
         container["args"] = trainer.args
     else:
-        container["command"] = ["torchrun"]
+        container["command"] = list(LAUNCH_COMMAND)
         container["args"] = [
             "-m",
             "kubetune.trainer",
@@ -406,6 +413,9 @@ def _jobset(
     _finish_job(node, name, spec, runtime, labels, pod_group=pod_group)
     pod_spec = node["template"]["spec"]["template"]["spec"]
     pod_spec["volumes"].append({"name": CONFIG_VOLUME, "configMap": {"name": f"{name}-config"}})
+    pod_spec.setdefault("terminationGracePeriodSeconds", NODE_GRACE_S)
+    if pod_spec["restartPolicy"] == "Never":  # a pod failure policy needs it
+        job_template["podFailurePolicy"] = {"rules": preemption_rules(NODE)}
     if previous:
         node["dependsOn"] = [{"name": previous, "status": "Complete"}]
     replicated.append(node)
@@ -426,6 +436,24 @@ def _jobset(
     if spec.annotations:
         metadata["annotations"] = dict(spec.annotations)
     return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata, "spec": jobset_spec}
+
+
+def preemption_rules(container: str) -> list[dict]:
+    """Pod failure policy rules that keep a preemption from counting as a failure.
+
+    A node pod whose trainer checkpointed and exited with :data:`PREEMPTED_EXIT_CODE`, or any pod
+    evicted for a disruption (drain, spot reclaim, Kueue/scheduler preemption: condition
+    ``DisruptionTarget``), is ignored: the Job neither counts it against ``backoffLimit`` nor
+    fails, so the JobSet's ``maxRestarts`` is untouched, and a replacement pod resumes from the
+    checkpoint on the shared volume.
+    """
+    return [
+        {
+            "action": "Ignore",
+            "onExitCodes": {"containerName": container, "operator": "In", "values": [PREEMPTED_EXIT_CODE]},
+        },
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
 
 
 def _jobset_suspend(

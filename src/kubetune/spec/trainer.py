@@ -6,6 +6,7 @@ SDK ``train()``, YAML load) before any compute is spent. Unknown fields are reje
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -32,6 +33,22 @@ Distributed = Literal["auto", "ddp", "fsdp"]
 Switch = bool | Literal["auto"]
 #: The speed settings that default to ``auto`` (see ``kubetune.trainer.speed_plan``).
 SPEED_SETTINGS = ("precision", "packing", "chunked_loss", "fused_lora", "compile", "gradient_checkpointing")
+
+#: The default checkpoint period: a preempted or crashed job loses at most this much training.
+DEFAULT_CHECKPOINT_EVERY = "30m"
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def duration_seconds(text: str) -> float:
+    """``'1h30m'`` -> 5400.0; ``'90s'``, ``'30m'``, ``'0.5h'``. Raises ValueError naming the accepted forms."""
+    match = _DURATION.match(text.strip())
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ValueError(f"{text!r} is neither a number of steps (500) nor a duration (30m, 90s, 1h30m)")
+    hours, minutes, seconds = (float(group or 0) for group in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"{text!r}: a checkpoint period must be longer than zero")
+    return total
 
 
 class ModelConfig(StrictModel):
@@ -298,7 +315,11 @@ class TrainingConfig(StrictModel):
     eval_every: int | None = Field(
         default=None, ge=1, description="Eval loss every N steps (and at the end) when there is an eval split."
     )
-    checkpoint_every: int | None = Field(default=None, ge=1, description="Checkpoint every N steps (and at the end).")
+    checkpoint_every: int | str | None = Field(
+        default=DEFAULT_CHECKPOINT_EVERY,
+        description="Checkpoint every N steps (an integer) or every period of training time ('30m', '90s', "
+        "'1h30m'), and at the end; null: only when preempted.",
+    )
     keep_checkpoints: int = Field(default=2, ge=1, description="Keep the newest K checkpoints.")
     resume: Literal["auto", "never"] = Field(
         default="auto", description="'auto': continue from the newest complete checkpoint in the run directory."
@@ -307,6 +328,31 @@ class TrainingConfig(StrictModel):
         default="auto",
         description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2), 'auto' (DDP when a replica fits).",
     )
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _check_checkpoint_every(cls, value: object) -> int | str | None:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if value is None or isinstance(value, str):
+            if value is not None:
+                duration_seconds(value)
+            return value
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"expected a number of steps (500) or a duration (30m, 90s, 1h30m), not {value!r}")
+        if value < 1:
+            raise ValueError("a number of steps must be at least 1")
+        return value
+
+    def checkpoint_interval_s(self) -> float | None:
+        """The checkpoint period in seconds of training when ``checkpoint_every`` is a duration, else None."""
+        every = self.checkpoint_every
+        return duration_seconds(every) if isinstance(every, str) else None
+
+    def checkpoint_interval_steps(self) -> int | None:
+        """The checkpoint period in optimizer steps when ``checkpoint_every`` is a number, else None."""
+        every = self.checkpoint_every
+        return every if isinstance(every, int) else None
 
 
 class OutputConfig(StrictModel):

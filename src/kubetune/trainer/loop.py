@@ -123,6 +123,13 @@ class MicroBatchStream:
 
 
 @dataclass
+class StepEnd:
+    """What the end-of-step hook decided: whether the loop stops after this step."""
+
+    stop: bool = False
+
+
+@dataclass
 class StepResult:
     """What one optimizer step measured."""
 
@@ -219,12 +226,13 @@ def run_loop(
     metrics: MetricsWriter,
     start_step: int = 0,
     eval_examples: list[Example] | None = None,
-    on_step_end: Callable[[int], None] | None = None,
+    on_step_end: Callable[[int], StepEnd | None] | None = None,
 ) -> list[float]:
     """Run optimizer steps ``start_step+1 .. steps``; returns the loss of each step.
 
     With ``eval_examples``, the eval loss is computed every ``config.eval_every`` steps and at
-    the last step. ``on_step_end(step)`` runs after each step (checkpointing).
+    the last step. ``on_step_end(step)`` runs after each step's metrics are logged (so a
+    checkpoint of a step always has its record; checkpointing), and may stop the loop.
     """
     model.train()
     losses: list[float] = []
@@ -253,6 +261,7 @@ def run_loop(
                 epoch=stream.position.epoch,
                 gpu_peak_gib=_peak_gib(device),
             )
-        if on_step_end is not None:
-            on_step_end(step)
+        end = on_step_end(step) if on_step_end is not None else None
+        if end is not None and end.stop:
+            break
     return losses

@@ -94,6 +94,23 @@ class MetricsWriter:
             print(" | ".join(parts), flush=True)
         return progress
 
+    def annotate(self, step: int, **values: float) -> None:
+        """Add ``values`` (Progress fields, e.g. ``checkpoint_s``) to the record of ``step`` if it is the
+        last one written; the file is replaced atomically, so a crash keeps the record as it was."""
+        if not self.enabled:
+            return
+        records = read_metrics(self.path)
+        if not records or records[-1].step != step:
+            return
+        records[-1] = dataclasses.replace(records[-1], **values)
+        _write_records(self.path, records)
+
+
+def _write_records(path: Path, records: list[Progress]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(record.to_json()) + "\n" for record in records), encoding="utf-8")
+    tmp.replace(path)
+
 
 def read_metrics(path: Path) -> list[Progress]:
     """The records of a ``metrics.jsonl`` file (an empty list when it does not exist)."""
@@ -105,10 +122,7 @@ def read_metrics(path: Path) -> list[Progress]:
 
 def truncate_metrics(path: Path, after_step: int) -> None:
     """Drop records of steps after ``after_step``: a resumed run logs them again."""
-    kept = [record for record in read_metrics(path) if record.step <= after_step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(record.to_json()) + "\n" for record in kept), encoding="utf-8")
-    tmp.replace(path)
+    _write_records(path, [record for record in read_metrics(path) if record.step <= after_step])
 
 
 def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:

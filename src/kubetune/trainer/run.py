@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 
 from kubetune.contracts.run_dir import RunDir
+from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
@@ -40,6 +42,7 @@ from kubetune.trainer.model_loading import (
     prepare_for_training,
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
+from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 from kubetune.trainer.status_report import reporter_from_environment
 
@@ -69,7 +72,9 @@ def say(ctx: DistributedContext, message: str) -> None:
         print(message, flush=True)
 
 
-def run_training(spec: JobSpec, run_dir: Path, config_file: Path | None = None) -> TrainResult:
+def run_training(
+    spec: JobSpec, run_dir: Path, config_file: Path | None = None, stop: StopRequest | None = None
+) -> TrainResult:
     """Fine-tune as ``spec.trainer`` says, writing everything under ``run_dir/output``.
 
     Run under ``torchrun`` it trains with every process of the job (DDP or FSDP2). The
@@ -83,20 +88,29 @@ def run_training(spec: JobSpec, run_dir: Path, config_file: Path | None = None) 
         config_file: the file ``spec`` was read from. The spec is recorded in the run's
             ``output/config.yaml`` unless that is this file (the local backend writes it once,
             before launch).
+        stop: a stop request the caller installed already (else one is installed here).
+
+    SIGTERM or SIGUSR1 on any rank makes every rank checkpoint at the end of the current step
+    and raise :class:`~kubetune.trainer.preemption.Preempted` (see :mod:`kubetune.trainer.preemption`).
     """
     config = spec.trainer
+    if stop is None:
+        stop = StopRequest()
+        stop.install()
     check_environment(config)
     # Before CUDA's allocator starts: growable segments instead of fixed blocks waste less memory
     # to fragmentation when batch shapes vary (what the memory plan is calibrated with).
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ctx = init_distributed()
     try:
-        return _train(spec, RunDir(run_dir), ctx, config_file)
+        return _train(spec, RunDir(run_dir), ctx, config_file, stop)
     finally:
         close_distributed()
 
 
-def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None) -> TrainResult:
+def _train(
+    spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None, stop: StopRequest
+) -> TrainResult:
     config = spec.trainer
     output_dir = layout.output
     seed_everything(config.training.seed)
@@ -174,13 +188,23 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=(reporter,) if reporter else ()
     )
 
-    def checkpoint(step: int) -> None:
-        every = training.checkpoint_every
-        if every is not None and (step % every == 0 or step == steps):
-            path = save_checkpoint(
-                checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
-            )
-            say(ctx, f"checkpoint: {path}")
+    schedule = CheckpointSchedule(training, steps, stop, ctx)
+    preempted: list[Preempted] = []
+
+    def checkpoint(step: int) -> loop.StepEnd | None:
+        boundary = schedule.at_step_end(step)
+        if not boundary.checkpoint:
+            return None
+        started = time.perf_counter()
+        path = save_checkpoint(
+            checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
+        )
+        seconds = time.perf_counter() - started
+        say(ctx, f"checkpoint: {path} ({seconds:.1f} s)")
+        metrics.annotate(step, checkpoint_s=round(seconds, 3))
+        if schedule.after_checkpoint() or boundary.stop:
+            preempted.append(Preempted(step, path, seconds))
+        return loop.StepEnd(stop=bool(preempted))
 
     losses = loop.run_loop(
         model,
@@ -196,6 +220,9 @@ def _train(spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: 
         eval_examples=data.eval,
         on_step_end=checkpoint,
     )
+    if preempted:
+        say(ctx, f"{preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
+        raise preempted[0]
     adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)

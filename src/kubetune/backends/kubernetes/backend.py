@@ -265,6 +265,41 @@ class KubernetesBackend(RuntimeBackend):
             f"get_job_logs({name!r}, step='node-0')"
         )
 
+    # suspend and resume
+    def _set_suspend(self, name: str, suspend: bool) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, TRAINJOB_PLURAL, name, {"spec": {"suspend": suspend}}
+            )
+        except ApiException as err:
+            if err.status == 404:
+                raise JobNotFoundError(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
+            raise
+
+    def suspend_job(self, name: str) -> None:
+        """Set the TrainJob's ``spec.suspend``: the controller suspends its JobSet, whose pods get
+        SIGTERM and checkpoint on the shared volume within their grace period.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job has already ended.
+        """
+        job = self.get_job(name)
+        if job.status.is_terminal:
+            raise ConfigError(f"job {name!r} already ended ({job.status.value}); only an active job can be suspended")
+        self._set_suspend(name, True)
+
+    def resume_job(self, name: str) -> None:
+        """Clear the TrainJob's ``spec.suspend``: the JobSet runs again and the trainer continues from
+        the newest checkpoint on the shared volume.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job has already ended.
+        """
+        job = self.get_job(name)
+        if job.status.is_terminal:
+            raise ConfigError(f"job {name!r} already ended ({job.status.value}); resubmit it to train again")
+        self._set_suspend(name, False)
+
     # deletion
     def delete_job(self, name: str) -> None:
         """Delete the TrainJob; its JobSet, pods, ConfigMaps and volume go with it (owner references).

@@ -9,7 +9,8 @@ TrainJob                                    SDK ``JobStatus``
 being deleted (``deletionTimestamp``)       Cancelled (reason ``Terminated``)
 ``Failed=True``                             Failed (the condition's reason and message)
 ``Complete=True``                           Complete
-``Suspended=True``                          Created (reason ``Suspended`` / ``QueuedByKueue``)
+``Suspended=True``, reason ``Suspended``     Suspended (``spec.suspend``: the user or ``suspend_job``)
+``Suspended=True``, reason ``QueuedByKueue`` Created (waiting for admission, or preempted by Kueue)
 ``Running=True``, reason ``Initializing``   Initializing
 ``Running=True``                            Running
 otherwise                                   Created
@@ -80,7 +81,9 @@ def _status(obj: Mapping[str, Any]) -> tuple[JobStatus, str | None, str | None]:
             condition = true[kind]
             if kind == "Running" and condition.get("reason") == "Initializing":
                 status = JobStatus.INITIALIZING
-            shown = status in (JobStatus.FAILED, JobStatus.CREATED)
+            if kind == "Suspended" and condition.get("reason") == "Suspended":
+                status = JobStatus.SUSPENDED
+            shown = status in (JobStatus.FAILED, JobStatus.CREATED, JobStatus.SUSPENDED)
             return status, condition.get("reason") if shown else None, condition.get("message") if shown else None
     return JobStatus.CREATED, None, None
 

@@ -29,6 +29,7 @@ from pydantic import Field
 from kubetune.contracts.kubernetes import API_VERSION, KUEUE_QUEUE_LABEL, MAX_NAME_LENGTH, TRAINJOB_LABEL
 from kubetune.contracts.run_dir import SOURCE_KINDS
 from kubetune.controller.api import TrainJobSpec
+from kubetune.controller.reconcile import LAUNCH_COMMAND
 from kubetune.errors import ConfigError
 from kubetune.runtimes.defaults import resources_to_kubernetes
 from kubetune.spec.base import StrictModel
@@ -163,7 +164,7 @@ def render_trainjob(
                 del llm[step]
         trainer["llmConfig"] = llm
     else:
-        trainer["command"] = ["torchrun"]
+        trainer["command"] = list(LAUNCH_COMMAND)
         trainer["args"] = [
             "-m",
             "kubetune.backends.function_worker",

@@ -36,6 +36,8 @@ from kubetune.spec.job import JobSpec, require_sources
 from kubetune.trainer.preflight import preflight
 
 HOME_ENV = "KUBETUNE_HOME"
+#: Statuses ``resume_job`` continues from: stopped with a checkpoint, or interrupted (supervisor lost...).
+RESUMABLE = (JobStatus.SUSPENDED, JobStatus.FAILED, JobStatus.CANCELLED)
 START_GRACE_S = 60.0
 STOP_GRACE_S = 15.0
 
@@ -215,7 +217,7 @@ class LocalBackend(RuntimeBackend):
     def _view(self, record: JobRecord) -> Job:
         """The public job with stale supervisors detected and progress attached."""
         job = record.job
-        if not job.status.is_terminal and self._supervisor_lost(record):
+        if not job.status.is_terminal and job.status != JobStatus.SUSPENDED and self._supervisor_lost(record):
             pid = record.supervisor_pid
             message = (
                 f"the supervisor process (pid {pid}) exited without finishing the job"
@@ -285,6 +287,46 @@ class LocalBackend(RuntimeBackend):
                     yield pending.decode(errors="replace")
                 return
             time.sleep(poll_s)
+
+    # suspend and resume
+    def suspend_job(self, name: str) -> None:
+        """Ask the job's supervisor to stop it keeping its work (SIGUSR1): the workers finish their step,
+        write a checkpoint and exit; the job becomes Suspended. Returns once asked; idempotent.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job already ended, or has no supervisor yet.
+        """
+        job = self.get_job(name)
+        if job.status == JobStatus.SUSPENDED:
+            return
+        if job.status.is_terminal:
+            raise ConfigError(f"job {name!r} already ended ({job.status.value}); only an active job can be suspended")
+        record = self._record(name)
+        if record.supervisor_pid is None:
+            raise ConfigError(f"job {name!r} is still starting; suspend it once it runs")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.supervisor_pid, signal.SIGUSR1)
+
+    def resume_job(self, name: str) -> None:
+        """Run a Suspended job again (also a Failed or Cancelled one, e.g. after the machine rebooted):
+        initializers that finished are kept and the trainer continues from the newest checkpoint.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job is active or Complete, or another active job
+            uses its run directory.
+        """
+        job = self.get_job(name)
+        if job.status not in RESUMABLE:
+            raise ConfigError(
+                f"job {name!r} is {job.status.value}; only a Suspended, Failed or Cancelled job can be resumed"
+            )
+        for other, other_dir in self.store.active_run_dirs().items():
+            if other != name and Path(other_dir) == job.run_dir:
+                raise ConfigError(f"job {name!r}: its run directory {job.run_dir} is in use by job {other!r}")
+        me = psutil.Process()
+        if not self.store.reopen(name, RESUMABLE, me.pid, me.create_time()):
+            raise ConfigError(f"job {name!r} changed while resuming it; look at `kubetune jobs` and retry")
+        self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
 
     # deletion
     def delete_job(self, name: str) -> None:

@@ -206,6 +206,39 @@ class JobStore:
             self._event(conn, name, kind, reason or status.value, message or f"job is {status.value}", stamp)
             return True
 
+    def reopen(self, name: str, resumable: tuple[JobStatus, ...], launcher_pid: int, launcher_created: float) -> bool:
+        """Move a job in one of the ``resumable`` statuses back to Created to run again (``resume``).
+
+        Steps that did not succeed go back to Pending. The process that launches the new
+        supervisor stands in as the job's supervisor until that one records itself (if it dies
+        first, the job is seen as lost). Returns False when the job was not in those statuses.
+        """
+        stamp = now()
+        with self._connect(write=True) as conn:
+            marks = ", ".join("?" for _ in resumable)
+            cursor = conn.execute(
+                "UPDATE jobs SET status = ?, reason = ?, message = ?, finished_at = NULL, supervisor_pid = ?,"
+                f" supervisor_create_time = ? WHERE name = ? AND status IN ({marks})",
+                [
+                    JobStatus.CREATED.value,
+                    "Resumed",
+                    "resuming from the newest checkpoint",
+                    launcher_pid,
+                    launcher_created,
+                    name,
+                    *(s.value for s in resumable),
+                ],
+            )
+            if cursor.rowcount == 0:
+                return False
+            conn.execute(
+                "UPDATE steps SET status = ?, exit_code = NULL, started_at = NULL, finished_at = NULL"
+                " WHERE job = ? AND status != ?",
+                (StepStatus.PENDING.value, name, StepStatus.SUCCEEDED.value),
+            )
+            self._event(conn, name, "Normal", "Resumed", "resuming from the newest checkpoint", stamp)
+            return True
+
     def set_step(self, name: str, step: str, status: StepStatus, exit_code: int | None = None) -> None:
         """Record a step starting or ending, with an event."""
         stamp = now()

@@ -6,7 +6,14 @@ agent per node with a c10d rendezvous on loopback, records every transition in t
 and each step's output in ``<home>/logs/<job>/<step>.log``. When one node fails it stops the
 others, so no worker waits forever in a collective; with ``max_restarts`` it then starts every
 node again (a new rendezvous; the LLM Trainer resumes from its newest checkpoint), and after
-that many restarts the job fails with the last error. On SIGTERM it stops its children and
+that many restarts the job fails with the last error.
+
+Stopping keeps the work: on SIGUSR1 (``kubetune suspend``) or SIGTERM (a machine shutting
+down, ``kubetune delete``) it passes SIGTERM on to its children (the launchers forward it to the
+workers, which checkpoint and exit with :data:`~kubetune.errors.PREEMPTED_EXIT_CODE`) and marks
+the job Suspended, reason ``Suspended`` or ``Preempted``. A node that exits with that status on
+its own (a worker was sent SIGTERM) also leaves the job Suspended (``Preempted``), never counted
+against ``max_restarts``; ``kubetune resume`` continues it. On SIGINT it stops its children and
 marks the job Cancelled.
 """
 
@@ -30,15 +37,20 @@ from kubetune.backends.local.child_env import worker_env
 from kubetune.backends.local.job_store import JobStore
 from kubetune.contracts.run_dir import SOURCE_KINDS, LocalHome, RunDir
 from kubetune.contracts.types import JobStatus, StepStatus
+from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.initializer import INITIALIZER_SPEC_ENV
 from kubetune.spec.job import JobSpec, write_job_file
 
 POLL_S = 0.5
 STOP_GRACE_S = 10.0
+# How long the workers of a suspended or preempted job may take to finish their step and checkpoint.
+SUSPEND_GRACE_S = 300.0
+# Stop requests: the signal -> the Suspended job's reason.
+STOP_REASONS = {signal.SIGUSR1: "Suspended", signal.SIGTERM: "Preempted"}
 
 
 class Terminated(Exception):
-    """The supervisor was asked to stop (SIGTERM or SIGINT)."""
+    """The supervisor was asked to cancel the job (SIGINT)."""
 
 
 def _on_signal(signum: int, _frame) -> None:
@@ -58,10 +70,11 @@ def free_port() -> int:
 
 
 def node_command(spec: JobSpec, job: str, node: int, port: int, config: Path, run_dir: Path) -> list[str]:
-    """The torchrun agent of one node; all agents meet at a c10d rendezvous hosted by node 0."""
+    """The torchrun agent of one node (kubetune's preemption-aware launcher); all agents meet at a
+    c10d rendezvous hosted by node 0."""
     module = "kubetune.trainer" if spec.trainer_kind == "builtin" else "kubetune.backends.function_worker"
     return [
-        sys.executable, "-m", "torch.distributed.run",
+        sys.executable, "-m", "kubetune.trainer.launch",
         "--nnodes", str(spec.num_nodes),
         "--nproc-per-node", str(spec.procs_per_node),
         "--rdzv-backend", "c10d",
@@ -111,7 +124,32 @@ class Supervisor:
         self.spec = JobSpec.model_validate_json(record.spec_json)
         self.run_dir = record.job.run_dir
         self.layout = RunDir(self.run_dir)
+        self.done_steps = {step.name for step in record.job.steps if step.status == StepStatus.SUCCEEDED}
         self.children: list[subprocess.Popen] = []
+        self.stop_signal: str | None = None
+        self.stop_deadline = 0.0
+
+    def request_stop(self, signum: int, _frame) -> None:
+        """Signal handler: remember the request and pass SIGTERM on to every child (their workers checkpoint)."""
+        if self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum).name
+            self.stop_deadline = time.monotonic() + SUSPEND_GRACE_S
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
+    def _suspend(self, step: str | None, code: int | None) -> None:
+        """Mark the job Suspended after a requested stop (``step`` None: before the nodes started) or a
+        node's preemption exit."""
+        resume = f"`kubetune resume {self.name}` continues from the newest checkpoint"
+        if self.stop_signal is not None:
+            reason = STOP_REASONS[signal.Signals[self.stop_signal]]
+            ended = "before the nodes started" if step is None else f"{step} exited with code {code}"
+            message = f"the supervisor received {self.stop_signal}; {ended}; {resume}"
+        else:
+            reason = "Preempted"
+            message = f"{step} stopped after a preemption checkpoint (exit code {code}); {resume}"
+        self.store.set_status(self.name, JobStatus.SUSPENDED, reason, message)
 
     def _start(self, step: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = self.home.log_file(self.name, step).open("ab")
@@ -137,11 +175,16 @@ class Supervisor:
             self.store.set_status(self.name, JobStatus.INITIALIZING)
         for kind, source in initializers:
             step = f"{kind}-initializer"
+            if step in self.done_steps:  # a resumed job keeps what its initializers fetched
+                continue
             # The spec holds secret references only (never values), so it may travel as JSON.
             step_env = {**env, INITIALIZER_SPEC_ENV: source.model_dump_json()}
             proc = self._start(step, initializer_command(kind, self.layout.source(kind)), step_env)
             code = proc.wait()
             self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
+            if code != 0 and self.stop_signal is not None:
+                self._suspend(step, code)
+                return
             if code != 0:
                 summary = failure_summary(self.home.log_file(self.name, step))
                 self.store.set_status(
@@ -151,8 +194,14 @@ class Supervisor:
         self.store.set_status(self.name, JobStatus.RUNNING)
         metrics = tensorboard_export.MetricsToTensorBoard(self.layout.metrics_file, self.layout.tensorboard)
         restarts = 0
+        if self.stop_signal is not None:
+            self._suspend(None, None)
+            return
         while (failure := self._run_nodes(config, env, metrics)) is not None:
             step, code, summary = failure
+            if self.stop_signal is not None or code == PREEMPTED_EXIT_CODE:
+                self._suspend(step, code)
+                return
             if restarts >= self.spec.max_restarts:
                 detail = f" (after {restarts} restart{'s' * (restarts != 1)})" if restarts else ""
                 self.store.set_status(
@@ -179,7 +228,8 @@ class Supervisor:
         """Start every node (a fresh rendezvous) and wait for all of them.
 
         On the first failure, stop the other nodes and return ``(step, exit code, log summary)``;
-        return None when every node succeeded.
+        return None when every node succeeded. After a stop request or a preemption exit the other
+        nodes get the suspend grace period to finish their checkpoint.
         """
         # Several nodes must be told the rendezvous port in advance. One node hosts its own store on port 0,
         # bound by torchrun itself: a port picked here is free only until torchrun starts, and any process
@@ -195,6 +245,8 @@ class Supervisor:
         while running:
             time.sleep(POLL_S)
             metrics.export_new()
+            if self.stop_signal is not None and time.monotonic() > self.stop_deadline:
+                self.stop_children(grace_s=0.0)
             for step, proc in list(running.items()):
                 code = proc.poll()
                 if code is None:
@@ -203,18 +255,19 @@ class Supervisor:
                 self.store.set_step(self.name, step, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code)
                 if code != 0:
                     summary = failure_summary(self.home.log_file(self.name, step))
-                    self.stop_children()
+                    stopping = self.stop_signal is not None or code == PREEMPTED_EXIT_CODE
+                    self.stop_children(SUSPEND_GRACE_S if stopping else STOP_GRACE_S)
                     for other in running:
                         self.store.set_step(self.name, other, StepStatus.FAILED, running[other].returncode)
                     return step, code, summary
         return None
 
-    def stop_children(self) -> None:
-        """SIGTERM every live child, then SIGKILL what is left after a grace period."""
+    def stop_children(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM every live child, then SIGKILL what is left after ``grace_s``."""
         live = [proc for proc in self.children if proc.poll() is None]
         for proc in live:
             proc.terminate()
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + grace_s
         for proc in live:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -229,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", required=True)
     parser.add_argument("--job", required=True)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     supervisor = Supervisor(Path(args.home), args.job)
+    for signum in STOP_REASONS:
+        signal.signal(signum, supervisor.request_stop)
     # Record ourselves too: the submitter may die between starting us and recording our pid.
     supervisor.store.set_supervisor(args.job, os.getpid(), psutil.Process().create_time())
     supervisor.log_dir.mkdir(parents=True, exist_ok=True)

@@ -259,13 +259,15 @@ class TrainingClient:
         return self.client.get_job(name)
 
     def get_job_conditions(self, name: str, namespace: str | None = None, job_kind: str | None = None) -> list[str]:
-        """The Kubeflow conditions the job has reached now (``Created``, ``Running``, ``Succeeded``, ``Failed``)."""
+        """The Kubeflow conditions the job has reached now (``Created``, ``Running``, ``Succeeded``, ``Suspended``,
+        ``Failed``)."""
         status = self.get_job(name, namespace).status
         reached = {JobStatus.CREATED: ["Created"], JobStatus.INITIALIZING: ["Created"]}
         reached[JobStatus.RUNNING] = ["Created", "Running"]
         reached[JobStatus.COMPLETE] = ["Created", "Running", "Succeeded"]
         reached[JobStatus.FAILED] = ["Created", "Failed"]
         reached[JobStatus.CANCELLED] = ["Created", "Failed"]
+        reached[JobStatus.SUSPENDED] = ["Created", "Suspended"]
         return reached[status]
 
     def get_job_logs(

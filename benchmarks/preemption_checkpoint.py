@@ -1,0 +1,135 @@
+"""Time to checkpoint on SIGTERM, per model size: what a preempted job needs from its grace period.
+
+Each case trains a job with the real trainer under ``python -m kubetune.trainer.launch`` (one
+process), waits for two logged steps, then sends SIGTERM to the launcher, as the kubelet does
+to a pod's first process. Measured: seconds from SIGTERM to the launcher's exit (the current
+step finishes, every rank agrees, the checkpoint is written, the processes exit), the
+checkpoint's own write time (``checkpoint_s`` in metrics.jsonl), its size, and the exit status
+(75: preempted, resumable).
+
+    python benchmarks/preemption_checkpoint.py --model /path/to/smollm2 --out benchmarks/results/cpu-preemption.json
+
+``--model`` is a Hugging Face model folder with a tokenizer (SmolLM2-135M-Instruct converted
+from its GGUF, as tests/conftest.py does). Cases: that model with LoRA and full fine-tuning, and
+a larger random-weight Llama of the same tokenizer (``--large``) with LoRA and full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+LARGE = dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=24, num_attention_heads=16,
+             num_key_value_heads=4, head_dim=64)  # fmt: skip
+
+
+def large_model(source: Path, target: Path) -> Path:
+    """``source``'s architecture and tokenizer scaled up to :data:`LARGE` (random weights, seed 0)."""
+    import torch
+    import transformers
+
+    if (target / "config.json").exists():
+        return target
+    config = transformers.AutoConfig.from_pretrained(source)
+    config.update(LARGE)
+    torch.manual_seed(0)
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(target)
+    transformers.AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+def write_data(path: Path, rows: int = 64) -> Path:
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(rows):
+            handle.write(json.dumps({"prompt": f"Add {i} and {i + 1}:", "completion": f" {2 * i + 1}"}) + "\n")
+    return path
+
+
+def run_case(name: str, model: Path, method: str, data: Path, work: Path) -> dict:
+    run = work / name
+    spec = {
+        "name": name,
+        "output_dir": str(run),
+        "trainer": {
+            "model": {"path": str(model)},
+            "dataset": {"path": str(data), "format": "completion"},
+            "method": method,
+            "lora": {"r": 16},
+            "training": {"max_steps": 1000, "batch_size": 1, "max_seq_len": 32},
+            "output": {"save_merged": False},
+        },
+    }
+    run.mkdir(parents=True)
+    config = run / "job.yaml"
+    config.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    command = [sys.executable, "-m", "kubetune.trainer.launch", "--standalone", "--nproc-per-node", "1"]
+    command += ["-m", "kubetune.trainer", "--config", str(config)]
+    log = (run / "log.txt").open("w")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    metrics = run / "output" / "metrics.jsonl"
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        if proc.poll() is not None:
+            raise SystemExit(f"{name}: the job exited early ({proc.returncode}); see {run / 'log.txt'}")
+        time.sleep(0.05)
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    step_s = records[1]["elapsed_s"] - records[0]["elapsed_s"]
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait()
+    sigterm_to_exit_s = time.monotonic() - sent
+    log.close()
+    last = json.loads(metrics.read_text().splitlines()[-1])
+    checkpoint = run / "output" / "checkpoints" / f"step-{last['step']}"
+    size = sum(f.stat().st_size for f in checkpoint.iterdir())
+    return {
+        "case": name,
+        "method": method,
+        "exit_status": code,
+        "step_s": round(step_s, 2),
+        "checkpoint_write_s": last.get("checkpoint_s"),
+        "sigterm_to_exit_s": round(sigterm_to_exit_s, 2),
+        "checkpoint_mib": round(size / 2**20, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="kt-preempt-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = write_data(work / "train.jsonl")
+    large = large_model(args.model, work / "large-model")
+    import transformers
+
+    def parameters(path: Path) -> int:
+        config = transformers.AutoConfig.from_pretrained(path)
+        with __import__("torch").device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(config)
+        return sum(p.numel() for p in model.parameters())
+
+    cases = []
+    for label, path in (("smollm2-135m", args.model), ("llama-random-large", large)):
+        count = parameters(path)
+        for method in ("lora", "full"):
+            result = run_case(f"{label}-{method}", path, method, data, work)
+            result["parameters_m"] = round(count / 1e6, 1)
+            print(json.dumps(result), flush=True)
+            cases.append(result)
+    report = {"device": f"CPU ({platform.processor() or platform.machine()}), shared", "cases": cases}
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
