@@ -257,7 +257,7 @@ def run_kt(case: Case, model, examples, steps: int, device: str):
     from kubetune.trainer.kernels.compilation import compile_decoder, compile_layers
     from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
     from kubetune.trainer.kernels.packed_attention import use_packed_attention
-    from kubetune.trainer.loop import train_step
+    from kubetune.trainer.loop import TrainingObjective, train_step
     from kubetune.trainer.model_loading import apply_method, prepare_for_training
     from kubetune.trainer.optim import build_optimizer
 
@@ -281,6 +281,7 @@ def run_kt(case: Case, model, examples, steps: int, device: str):
         compile_decoder(model)
     model.train()
     optimizer = build_optimizer(model, training)
+    objective = TrainingObjective(model, training.chunked_loss)
     times, losses = [], []
     dev = torch.device(device)
     for step in range(steps):
@@ -288,7 +289,7 @@ def run_kt(case: Case, model, examples, steps: int, device: str):
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        result = train_step(model, micro, optimizer, training, pad_token_id=0, device=dev)
+        result = train_step(objective, micro, optimizer, training, pad_token_id=0, device=dev)
         if device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

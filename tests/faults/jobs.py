@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,12 +20,13 @@ import psutil
 import torch
 import yaml
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from kubetune.backends.local.backend import job_processes, job_tag
 from kubetune.client import TrainerClient
 from kubetune.spec.base import validate_config
 from kubetune.spec.job import JobSpec
-from kubetune.trainer.checkpoint import complete_checkpoints
+from kubetune.trainer.checkpoint import STATE_DIR, complete_checkpoints
 
 WORDS = ("apple", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "garden", "silver", "window")
 STEPS = 24
@@ -172,8 +174,11 @@ def assert_checkpoints_intact(run_dir: Path) -> list[int]:
     for step, path in found:
         meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         assert meta["step"] == step
-        for name in ("model.pt", "optimizer.pt", "trainer_state.pt"):
-            torch.load(path / name, map_location="cpu", weights_only=True)
+        torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+        # Every shard of the torch.distributed.checkpoint folder reads back in full.
+        with tempfile.TemporaryDirectory() as scratch:
+            dcp_to_torch_save(path / STATE_DIR, Path(scratch) / "state.pt")
+            assert torch.load(Path(scratch) / "state.pt", map_location="cpu", weights_only=False)["model"]
         for rank in range(meta["world_size"]):
             torch.load(path / f"rng-{rank}.pt", map_location="cpu", weights_only=False)
     return [step for step, _ in found]

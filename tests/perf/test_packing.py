@@ -12,7 +12,7 @@ from kubetune.trainer.data.batching import collate
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
 from kubetune.trainer.data.packing import collate_packed
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
-from kubetune.trainer.loop import loss_sum, train_step
+from kubetune.trainer.loop import TrainingObjective, loss_sum, train_step
 from kubetune.trainer.model_loading import apply_method, load_model
 
 
@@ -107,7 +107,8 @@ def test_train_step_with_all_levers_matches_plain_step(smollm2):
         # SGD makes the update the clipped gradient itself (Adam's first step is ~lr * sign(grad)).
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
         micro = [make_examples([20, 7, 12], seed=3), make_examples([6, 16], seed=4)]
-        step = train_step(model, micro, optimizer, training, pad_token_id=0, device=torch.device("cpu"))
+        objective = TrainingObjective(model, training.chunked_loss)
+        step = train_step(objective, micro, optimizer, training, pad_token_id=0, device=torch.device("cpu"))
         lora = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
         results.append((step, lora))
     (plain, plain_w), (fast, fast_w) = results

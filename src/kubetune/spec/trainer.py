@@ -34,6 +34,9 @@ Switch = bool | Literal["auto"]
 #: The speed settings that default to ``auto`` (see ``kubetune.trainer.speed_plan``).
 SPEED_SETTINGS = ("precision", "packing", "chunked_loss", "fused_lora", "compile", "gradient_checkpointing")
 
+#: Methods FSDP2 can shard (``training.distributed: fsdp``); the others run on DDP.
+FSDP_METHODS = ("full", "lora", "dora")
+
 #: The default checkpoint period: a preempted or crashed job loses at most this much training.
 DEFAULT_CHECKPOINT_EVERY = "30m"
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
@@ -326,7 +329,8 @@ class TrainingConfig(StrictModel):
     )
     distributed: Distributed = Field(
         default="auto",
-        description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2), 'auto' (DDP when a replica fits).",
+        description="Multi-process strategy: 'ddp' (replicate), 'fsdp' (FSDP2 shards) or 'auto' (DDP when a "
+        "replica fits the GPU, else FSDP2).",
     )
 
     @field_validator("checkpoint_every", mode="before")
@@ -421,8 +425,15 @@ class LLMConfig(StrictModel):
                     f"dataset.format {data_format!r} and model.task {task!r} go together "
                     f"(got format {self.dataset.format!r}, task {self.model.task!r})"
                 )
-        if self.training.distributed == "fsdp" and self.method != "full":
-            raise ValueError("training.distributed 'fsdp' shards full fine-tunes; use 'ddp' with adapter methods")
+        if self.training.distributed == "fsdp" and self.method == "qlora":
+            raise ValueError(
+                "training.distributed 'fsdp' cannot shard QLoRA's 4-bit base (bitsandbytes' Params4bit is not an "
+                "FSDP2-shardable tensor); use 'ddp', or method 'lora' with 'fsdp' for a base larger than one GPU"
+            )
+        if self.training.distributed == "fsdp" and self.method not in FSDP_METHODS:
+            raise ValueError(
+                f"training.distributed 'fsdp' shards methods 'full', 'lora' and 'dora'; use 'ddp' with {self.method!r}"
+            )
         return self
 
     @property

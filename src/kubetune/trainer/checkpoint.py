@@ -1,11 +1,16 @@
 """Resumable checkpoints: trainable weights, optimizer, schedule, data position and RNG states.
 
-Layout: ``<output>/checkpoints/step-N/`` holding ``model.pt`` (the trainable weights only: the
-adapter, or every weight for a full fine-tune), ``optimizer.pt``, ``trainer_state.pt``
-(scheduler, data position), ``rng-<rank>.pt`` per rank and ``meta.json``. A checkpoint is
-written under a hidden temporary name, every file is fsynced, ``meta.json`` goes last, and the
-folder is renamed into place: a crash leaves either the complete ``step-N`` or no ``step-N``.
-Only folders named ``step-N`` that hold ``meta.json`` are ever resumed from.
+Layout: ``<output>/checkpoints/step-N/`` holding ``state/`` (a ``torch.distributed.checkpoint``
+folder with the trainable weights, i.e. the adapter or every weight of a full fine-tune, and
+the optimizer state; every rank writes its own shards, replicated DDP tensors once),
+``trainer_state.pt`` (scheduler, data position), ``rng-<rank>.pt`` per rank and ``meta.json``.
+A checkpoint is written under a hidden temporary name, every file is fsynced, ``meta.json``
+goes last, and the folder is renamed into place: a crash leaves either the complete ``step-N``
+or no ``step-N``. Only folders named ``step-N`` that hold ``meta.json`` are ever resumed from.
+
+The shards are resharded on load: a checkpoint written by N processes (DDP or FSDP2) resumes
+on M processes with either strategy, as long as the data position maps onto the new global
+micro-batch (see :func:`load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import os
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -34,7 +42,8 @@ from kubetune.trainer.distributed import DistributedContext, unwrap_model
 from kubetune.trainer.loop import DataPosition
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
-_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+#: The torch.distributed.checkpoint folder inside ``step-N``.
+STATE_DIR = "state"
 
 
 @dataclass
@@ -77,14 +86,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _trainable_names(model: torch.nn.Module) -> set[str]:
-    return {name for name, param in unwrap_model(model).named_parameters() if param.requires_grad}
+def _sharded_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """This rank's view of the trainable weights and optimizer state (DTensor shards under FSDP2)."""
+    inner = unwrap_model(model)
+    trainable = {name for name, param in inner.named_parameters() if param.requires_grad}
+    weights = {k: v for k, v in get_model_state_dict(inner).items() if k in trainable}
+    return {"model": weights, "optimizer": get_optimizer_state_dict(inner, optimizer)}
+
+
+def _os_error(err: BaseException, recorded: list[OSError]) -> OSError | None:
+    """The OSError behind a failed write (torch.distributed.checkpoint wraps each rank's error,
+    and its torch.save reports a failed write as a RuntimeError; ``recorded`` has the original)."""
+    if isinstance(err, OSError):
+        return err
+    if isinstance(err, CheckpointException):
+        for failure, _ in err.failures.values():
+            if isinstance(failure, OSError):
+                return failure
+        return recorded[0] if recorded else None
+    return None
 
 
 def _rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # This process's GPU only: a resume may see another number of GPUs (resharding).
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -93,36 +120,55 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 class _WriteRecorder:
     """A file wrapper that keeps the OSError of a failed write (torch.save reports only 'unexpected pos')."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle, errors: list[OSError]) -> None:
         self.handle = handle
-        self.error: OSError | None = None
+        self.errors = errors
 
     def write(self, data) -> int:
         try:
             return self.handle.write(data)
         except OSError as err:
-            self.error = err
+            self.errors.append(err)
             raise
 
-    def flush(self) -> None:
-        self.handle.flush()
+    def __getattr__(self, name: str):
+        return getattr(self.handle, name)
+
+
+class _RecordingFileSystem(dcp.filesystem.FileSystem):
+    """torch.distributed.checkpoint's file system, keeping the OSErrors of failed writes (disk full...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[OSError] = []
+
+    @contextmanager
+    def create_stream(self, path, mode: str):
+        with super().create_stream(path, mode) as stream:
+            yield _WriteRecorder(stream, self.errors) if "w" in mode else stream
+
+
+def _state_writer(path: Path) -> dcp.FileSystemWriter:
+    writer = dcp.FileSystemWriter(path, sync_files=True)
+    writer.fs = _RecordingFileSystem()
+    return writer
 
 
 def _save(obj: object, path: Path) -> None:
     """``torch.save`` to ``path``, raising the real OSError (disk full...) when a write fails."""
     with open(path, "wb") as handle:
-        recorder = _WriteRecorder(handle)
+        errors: list[OSError] = []
         try:
-            torch.save(obj, recorder)
+            torch.save(obj, _WriteRecorder(handle, errors))
         except RuntimeError:
-            if recorder.error is not None:
-                raise recorder.error from None
+            if errors:
+                raise errors[0] from None
             raise
 
 
@@ -153,8 +199,12 @@ def save_checkpoint(
     position: DataPosition,
     ctx: DistributedContext,
     keep: int,
+    global_micro_batch: int,
 ) -> Path:
     """Write ``root/step-<step>`` atomically (every rank calls this), then keep the newest ``keep``.
+
+    ``global_micro_batch`` is how many examples one micro-step takes over all ranks
+    (``batch_size x world_size``): it lets another number of processes find the data position.
 
     Raises:
         OutputError: a write failed (disk full, quota, file-size limit); the partial folder is
@@ -162,34 +212,43 @@ def save_checkpoint(
     """
     final = root / f"step-{step}"
     tmp = root / f".step-{step}.tmp"
-    # Gathering a sharded model's full state is collective: every rank takes part.
-    trainable = _trainable_names(model)
-    model_state = {k: v for k, v in get_model_state_dict(model, options=_FULL).items() if k in trainable}
-    optim_state = get_optimizer_state_dict(model, optimizer, options=_FULL)
+    state = _sharded_state(model, optimizer)
+    writer = _state_writer(tmp / STATE_DIR)
     try:
         if ctx.is_main:
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            _save(model_state, tmp / "model.pt")
-            _save(optim_state, tmp / "optimizer.pt")
+        ctx.barrier()
+        # Collective: every rank writes its shards; rank 0 writes the metadata file once all are done.
+        dcp.save(state, storage_writer=writer, no_dist=ctx.world_size == 1)
+        if ctx.is_main:
             _save(
-                {"scheduler": scheduler.state_dict(), "epoch": position.epoch, "micro_batch": position.micro_batch},
+                {
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": position.epoch,
+                    "micro_batch": position.micro_batch,
+                    "global_micro_batch": global_micro_batch,
+                },
                 tmp / "trainer_state.pt",
             )
-        ctx.barrier()
         _save(_rng_state(), tmp / f"rng-{ctx.rank}.pt")
         ctx.barrier()
         if ctx.is_main:
             for file in tmp.iterdir():
-                _fsync_file(file)
+                if file.is_file():
+                    _fsync_file(file)
+            _fsync_dir(tmp / STATE_DIR)
             meta = tmp / "meta.json"
             meta.write_text(json.dumps({"step": step, "world_size": ctx.world_size}), encoding="utf-8")
             _fsync_file(meta)
             _fsync_dir(tmp)
-    except OSError as err:
+    except (OSError, CheckpointException) as err:
+        os_error = _os_error(err, writer.fs.errors)
+        if os_error is None:
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _write_failed(err, final, root) from None
+        raise _write_failed(os_error, final, root) from None
     if ctx.is_main:
         if final.exists():
             shutil.rmtree(final)
@@ -202,25 +261,43 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, ctx: DistributedContext
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    ctx: DistributedContext,
+    global_micro_batch: int,
 ) -> ResumePoint:
-    """Restore everything :func:`save_checkpoint` wrote into the live objects.
+    """Restore everything :func:`save_checkpoint` wrote into the live objects (every rank calls this).
+
+    The weights and optimizer state are resharded onto this run's processes and strategy. The
+    data position is kept in examples: ``micro_batch x`` the writer's global micro-batch must be
+    a whole number of this run's global micro-batches (``batch_size x world_size``). RNG states
+    are restored for ranks the writer had; extra ranks keep their seeded state.
 
     Raises:
-        ConfigError: the checkpoint was written by a different number of processes (the data
-            position would not line up).
+        ConfigError: the data position does not map onto this run's global micro-batch.
     """
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    if meta["world_size"] != ctx.world_size:
-        raise ConfigError(
-            f"{path}: written by {meta['world_size']} processes, this run has {ctx.world_size}: resume with the "
-            "same number of processes, or set training.resume: never"
-        )
-    model_state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True, strict=False))
-    optim_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    set_optimizer_state_dict(model, optimizer, optim_state, options=StateDictOptions(full_state_dict=True))
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
+    consumed = state["micro_batch"] * state["global_micro_batch"]
+    micro_batch, rest = divmod(consumed, global_micro_batch)
+    if rest:
+        raise ConfigError(
+            f"{path}: written with {state['global_micro_batch']} examples per micro-step over all processes, after "
+            f"{consumed} examples of epoch {state['epoch']}; this run takes {global_micro_batch} (batch_size x "
+            "processes), which does not divide it: resume with a global micro-batch that does, or set "
+            "training.resume: never"
+        )
+    sharded = _sharded_state(model, optimizer)
+    dcp.load(sharded, storage_reader=dcp.FileSystemReader(path / STATE_DIR), no_dist=ctx.world_size == 1)
+    inner = unwrap_model(model)
+    set_model_state_dict(inner, sharded["model"], options=StateDictOptions(strict=False))
+    set_optimizer_state_dict(inner, optimizer, sharded["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    _set_rng_state(torch.load(path / f"rng-{ctx.rank}.pt", map_location="cpu", weights_only=False))
-    return ResumePoint(meta["step"], DataPosition(state["epoch"], state["micro_batch"]), path)
+    rng = path / f"rng-{ctx.rank}.pt"
+    if rng.is_file():
+        _set_rng_state(torch.load(rng, map_location="cpu", weights_only=False))
+    if ctx.is_main and meta["world_size"] != ctx.world_size:
+        print(f"resharded {path} from {meta['world_size']} to {ctx.world_size} processes", flush=True)
+    return ResumePoint(meta["step"], DataPosition(state["epoch"], micro_batch), path)

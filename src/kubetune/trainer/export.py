@@ -6,14 +6,15 @@ import shutil
 from pathlib import Path
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def publish_folder(tmp: Path, final: Path) -> None:
     """Replace ``final`` with the fully written ``tmp`` folder."""
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
 
 
-def _fresh(path: Path) -> Path:
+def fresh_folder(path: Path) -> Path:
+    """The temporary folder ``path`` is written under first (an earlier leftover is removed)."""
     tmp = path.with_name(f".{path.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -22,27 +23,27 @@ def _fresh(path: Path) -> Path:
 
 def export_adapter(model, tokenizer, final: Path) -> Path:
     """Save the PEFT adapter (and tokenizer) to ``final`` (the run's ``output/adapter``)."""
-    tmp = _fresh(final)
+    tmp = fresh_folder(final)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    _publish(tmp, final)
+    publish_folder(tmp, final)
     return final
 
 
-def export_merged(model, tokenizer, final: Path, is_peft: bool, state_dict: dict | None = None) -> Path:
+def export_merged(model, tokenizer, final: Path, is_peft: bool) -> Path:
     """Merge adapter weights into the base (if any) and save safetensors to ``final`` (``output/merged``).
 
     The result loads with ``AutoModelForCausalLM`` (or ``AutoModelForSequenceClassification``)
-    alone. Merging modifies ``model``; call this last. ``state_dict`` gives the full weights of
-    a model whose parameters are sharded across processes (FSDP).
+    alone. Merging modifies ``model``; call this last. (A model sharded over processes is
+    exported by :mod:`kubetune.trainer.sharded_export`.)
     """
-    tmp = _fresh(final)
+    tmp = fresh_folder(final)
     merged = model.merge_and_unload() if is_peft else model
-    merged.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+    merged.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     if getattr(merged, "generation_config", None) is not None and not (tmp / "generation_config.json").exists():
         merged.generation_config.save_pretrained(tmp)
-    _publish(tmp, final)
+    publish_folder(tmp, final)
     return final
 
 

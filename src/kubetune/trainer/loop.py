@@ -63,6 +63,25 @@ def loss_sum(
     return total, int((labels != IGNORE_INDEX).sum())
 
 
+class TrainingObjective(torch.nn.Module):
+    """The model and its loss as one module: ``forward(batch)`` returns :func:`loss_sum`'s ``(sum, targets)``.
+
+    DDP and FSDP2 wrap this module rather than the model, so the whole loss computation (the
+    chunked loss's decoder-only forward and fused LM head included) runs inside the wrapper's
+    forward: DDP's reducer sees every parameter that took part, and FSDP2's root unit has its
+    parameters (embeddings, LM head) gathered while the loss uses them.
+    """
+
+    def __init__(self, model: torch.nn.Module, chunked_loss: bool = False):
+        super().__init__()
+        self.model = model
+        self.chunked_loss = chunked_loss
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Summed loss over the batch's targets, and how many targets there were."""
+        return loss_sum(self.model, batch, self.chunked_loss)
+
+
 def steps_per_epoch(num_examples: int, config: TrainingConfig, world_size: int) -> int:
     """Optimizer steps in one pass over ``num_examples``."""
     micro = micro_batches_per_epoch(num_examples, config.batch_size, world_size)
@@ -150,6 +169,7 @@ def train_step(
 ) -> StepResult:
     """One optimizer step over the accumulated micro-batches.
 
+    ``model`` is a :class:`TrainingObjective`, or a DDP/FSDP2 wrapper of one.
     The loss is the mean over every target token of the accumulated batch on all ranks (not a
     mean of per-micro-batch means), so ``batch_size=8`` equals ``batch_size=2`` x 4
     accumulation steps, and 2 ranks x 4 equals 1 rank x 8.
@@ -174,7 +194,7 @@ def train_step(
         sync = model.no_sync() if can_defer_sync and not last else contextlib.nullcontext()
         with sync:
             with _autocast(config, device):
-                summed, _ = loss_sum(model, batch, config.chunked_loss)
+                summed, _ = model(batch)
             # DDP and FSDP average gradients over ranks; scale so the result is the global token mean.
             (summed * world / global_targets).backward()
         total_loss += float(summed.detach())
@@ -194,7 +214,7 @@ def train_step(
 def evaluate(
     model: torch.nn.Module, examples: list[Example], config: TrainingConfig, pad_token_id: int, device: torch.device
 ) -> float:
-    """Mean loss per target over ``examples`` (shared out over the ranks)."""
+    """Mean loss per target over ``examples`` (shared out over the ranks); ``model`` as in :func:`train_step`."""
     distributed = _distributed()
     rank = torch.distributed.get_rank() if distributed else 0
     world = torch.distributed.get_world_size() if distributed else 1
@@ -205,7 +225,7 @@ def evaluate(
     for examples_mb, counts in eval_batches(examples, config.batch_size, rank, world):
         batch = {k: v.to(device) for k, v in collate(examples_mb, pad_token_id).items()}
         with _autocast(config, device):
-            summed, targets = loss_sum(forward_model, batch)
+            summed, targets = forward_model(batch)
         if counts:
             sums += torch.tensor([float(summed), targets], dtype=torch.float64, device=device)
     forward_model.train()

@@ -100,17 +100,8 @@ def load_model(
     import transformers
 
     location, extra = pretrained_location(path)
-    classify = config.task != "causal-lm"
-    auto = getattr(transformers, AUTO_CLASSES[config.task])
-    kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code, **extra}
-    if classify and label_names:
-        kwargs["num_labels"] = len(label_names)
-        kwargs["id2label"] = dict(enumerate(label_names))
-        kwargs["label2id"] = {name: index for index, name in enumerate(label_names)}
-    elif config.num_labels is not None:
-        kwargs["num_labels"] = config.num_labels
-    if config.attn_implementation:
-        kwargs["attn_implementation"] = config.attn_implementation
+    auto, kwargs = _load_arguments(config, precision, label_names)
+    kwargs.update(extra)
     if quantize_4bit_on is not None:
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True,
@@ -130,7 +121,59 @@ def load_model(
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.is_quantized = False
-    if classify and pad_token_id is not None and model.config.pad_token_id is None:
+    if config.task != "causal-lm" and pad_token_id is not None and model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
+    return model
+
+
+def _load_arguments(config: ModelConfig, precision: str, label_names: list[str] | None) -> tuple[type, dict]:
+    """The transformers auto class and the ``from_pretrained`` keyword arguments for ``config``."""
+    import transformers
+
+    classify = config.task != "causal-lm"
+    auto = getattr(transformers, AUTO_CLASSES[config.task])
+    kwargs: dict = {"dtype": DTYPES[precision], "trust_remote_code": config.trust_remote_code}
+    if classify and label_names:
+        kwargs["num_labels"] = len(label_names)
+        kwargs["id2label"] = dict(enumerate(label_names))
+        kwargs["label2id"] = {name: index for index, name in enumerate(label_names)}
+    elif config.num_labels is not None:
+        kwargs["num_labels"] = config.num_labels
+    if config.attn_implementation:
+        kwargs["attn_implementation"] = config.attn_implementation
+    return auto, kwargs
+
+
+def build_skeleton(
+    path: Path,
+    config: ModelConfig,
+    precision: str,
+    label_names: list[str] | None = None,
+    pad_token_id: int | None = None,
+):
+    """The model of ``path`` with every parameter on the meta device (no weights read, no memory used).
+
+    The same architecture, dtype and labels as :func:`load_model`; buffers are on the meta
+    device too (see :mod:`kubetune.trainer.sharded_loading` for how they are filled).
+
+    Raises:
+        ModelError: missing files, an unknown architecture, or a ``.gguf`` model (its weights
+            are dequantized on load, so it is only loaded whole).
+    """
+    import transformers
+
+    location, extra = pretrained_location(path)
+    if extra:
+        raise ModelError(f"{path}: a .gguf model cannot be loaded shard by shard (distributed 'fsdp'); use 'ddp'")
+    auto, kwargs = _load_arguments(config, precision, label_names)
+    model_kwargs = {key: kwargs.pop(key) for key in ("dtype", "attn_implementation") if key in kwargs}
+    try:
+        hf_config = transformers.AutoConfig.from_pretrained(location, **kwargs)
+        with torch.device("meta"):
+            model = auto.from_config(hf_config, trust_remote_code=config.trust_remote_code, **model_kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"{path}: cannot load model: {str(err).splitlines()[0]}") from None
+    if config.task != "causal-lm" and pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model
 

@@ -23,6 +23,7 @@ from kubetune.trainer.distributed import (
     DistributedContext,
     close_distributed,
     init_distributed,
+    is_sharded,
     unwrap_model,
     wrap_model,
 )
@@ -43,6 +44,8 @@ from kubetune.trainer.model_loading import (
 )
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
+from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
+from kubetune.trainer.sharded_loading import load_sharded
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 from kubetune.trainer.status_report import reporter_from_environment
 
@@ -105,14 +108,13 @@ def run_training(
     try:
         return _train(spec, RunDir(run_dir), ctx, config_file, stop)
     finally:
-        close_distributed()
+        close_distributed(ctx)
 
 
 def _train(
     spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None, stop: StopRequest
 ) -> TrainResult:
     config = spec.trainer
-    output_dir = layout.output
     seed_everything(config.training.seed)
 
     model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
@@ -134,35 +136,43 @@ def _train(
     training = config.training
     say(ctx, f"speed: {speed.describe()}")
 
+    strategy = training.distributed if ctx.world_size > 1 else "ddp"
     method = method_support(config)
-    quantize_on = ctx.device if method.quantized_base else None
-    model = load_model(
-        model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
-    )
-    model = prepare_for_training(model, config)
-    # Adapter initialisation draws random numbers: seed right before it so the initial weights
-    # depend on the seed alone (not on what loading the model consumed).
-    torch.manual_seed(training.seed)
-    model = apply_method(model, config, model_path)
-    if quantize_on is None:
-        model = model.to(ctx.device)
-    if training.packing:
-        use_packed_attention(model)
-    if training.fused_lora and method.lora_kernels:
-        fuse_lora_linears(model)
-    if training.compile:
-        # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
-        # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
-        compile_layers(model)
-    trainable, total = count_parameters(model)
+
+    def apply_levers(inner: torch.nn.Module) -> None:
+        if training.packing:
+            use_packed_attention(inner)
+        if training.fused_lora and method.lora_kernels:
+            fuse_lora_linears(inner)
+        if training.compile:
+            # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
+            # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
+            compile_layers(inner)
+
+    if ctx.world_size > 1 and strategy == "fsdp":
+        model = load_sharded(model_path, config, ctx, data.label_names, tokenizer.pad_token_id, apply_levers)
+        trainable, total = count_parameters(model)  # DTensor shards count their global size
+    else:
+        quantize_on = ctx.device if method.quantized_base else None
+        inner = load_model(
+            model_path, config.model, training.precision, data.label_names, tokenizer.pad_token_id, quantize_on
+        )
+        inner = prepare_for_training(inner, config)
+        # Adapter initialisation draws random numbers: seed right before it so the initial weights
+        # depend on the seed alone (not on what loading the model consumed).
+        torch.manual_seed(training.seed)
+        inner = apply_method(inner, config, model_path)
+        if quantize_on is None:
+            inner = inner.to(ctx.device)
+        apply_levers(inner)
+        trainable, total = count_parameters(inner)
+        model = wrap_model(loop.TrainingObjective(inner, training.chunked_loss), ctx, strategy, training.precision)
     say(
         ctx,
         f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters | "
-        f"{ctx.world_size} process(es) on {ctx.device.type}"
-        + (f" ({training.distributed})" if ctx.world_size > 1 else ""),
+        f"{ctx.world_size} process(es) on {ctx.device.type}" + (f" ({strategy})" if ctx.world_size > 1 else ""),
     )
-    model = wrap_model(model, ctx, training.distributed)
     # Written once the data and model passed their checks: a rejected job leaves no output behind.
     recorded = config_file is not None and config_file.resolve() == layout.config_file.resolve()
     if ctx.is_main and not recorded:
@@ -174,10 +184,11 @@ def _train(
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
 
     checkpoints = layout.checkpoints
+    global_micro_batch = training.batch_size * ctx.world_size
     start_step = 0
     resumed_from = latest_checkpoint(checkpoints) if training.resume == "auto" else None
     if resumed_from is not None:
-        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx)
+        point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx, global_micro_batch)
         start_step, stream.position = point.step, point.position
         say(ctx, f"resumed from {resumed_from} (step {start_step} of {steps})")
     metrics_path = layout.metrics_file
@@ -197,7 +208,15 @@ def _train(
             return None
         started = time.perf_counter()
         path = save_checkpoint(
-            checkpoints, step, model, optimizer, scheduler, stream.position, ctx, training.keep_checkpoints
+            checkpoints,
+            step,
+            model,
+            optimizer,
+            scheduler,
+            stream.position,
+            ctx,
+            training.keep_checkpoints,
+            global_micro_batch,
         )
         seconds = time.perf_counter() - started
         say(ctx, f"checkpoint: {path} ({seconds:.1f} s)")
@@ -227,7 +246,7 @@ def _train(
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)
     ctx.barrier()
-    return TrainResult(output_dir, adapter_dir, merged_dir, steps, losses, resumed_from)
+    return TrainResult(layout.output, adapter_dir, merged_dir, steps, losses, resumed_from)
 
 
 #: Beyond this many example draws (examples x epochs x ranks) the memory plan assumes the worst
@@ -255,32 +274,34 @@ def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
 
 
 def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, config: LLMConfig, model_path: Path):
-    """Write ``adapter/`` and ``merged/`` from rank 0; returns their paths (None when not written)."""
+    """Write ``adapter/`` and ``merged/`` (from rank 0; a sharded model is gathered unit by unit)."""
+    root = model
     model = unwrap_model(model)
     model.eval()
     is_peft = trains_adapter(config)
     quantized = method_support(config).quantized_base
-    full_state = None
-    if ctx.world_size > 1 and config.training.distributed == "fsdp":
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full_state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    want_adapter = is_peft and (config.output.save_adapter or quantized)
+    skip_merge = config.output.save_merged and is_peft and not is_mergeable(config)
+    if skip_merge:
+        say(
+            ctx,
+            f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
+            "load adapter/ with peft.AutoPeftModel instead",
+        )
     adapter_dir = merged_dir = None
-    if ctx.is_main:
-        want_adapter = is_peft and (config.output.save_adapter or quantized)
+    if is_sharded(root):
+        if want_adapter:
+            adapter_dir = export_adapter_sharded(model, tokenizer, layout.adapter, ctx)
+        if config.output.save_merged and not skip_merge:
+            merged_dir = export_merged_sharded(model, root, tokenizer, layout.merged, ctx, is_peft)
+    elif ctx.is_main:
         if want_adapter:
             adapter_dir = export_adapter(model, tokenizer, layout.adapter)
-        if config.output.save_merged and is_peft and not is_mergeable(config):
-            print(
-                f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
-                "load adapter/ with peft.AutoPeftModel instead",
-                flush=True,
-            )
-        elif config.output.save_merged:
+        if config.output.save_merged and not skip_merge:
             if quantized:
                 model = reload_merged_qlora(
                     lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
                 )
-            merged_dir = export_merged(model, tokenizer, layout.merged, is_peft, full_state)
-        say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
+            merged_dir = export_merged(model, tokenizer, layout.merged, is_peft)
+    say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
     return adapter_dir, merged_dir

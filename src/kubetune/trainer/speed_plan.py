@@ -28,12 +28,13 @@ from pathlib import Path
 from kubetune.errors import ConfigError
 from kubetune.planning import GIB, MemoryPlan, ModelShape, PlanSetup, advice, choose_checkpointing, plan_memory
 from kubetune.planning.memory import choose_strategy
-from kubetune.spec.trainer import LLMConfig, LoraConfig, ModelConfig, TrainingConfig
+from kubetune.spec.trainer import FSDP_METHODS, LLMConfig, LoraConfig, ModelConfig, TrainingConfig
 from kubetune.trainer.methods import method_support
 from kubetune.trainer.model_files import pretrained_location
 
-#: Levers ``auto`` keeps off for jobs of several processes until they pass the DDP/FSDP matrix.
-MULTI_PROCESS_LEVERS = ("packing", "chunked_loss", "fused_lora", "compile")
+#: Levers ``auto`` keeps off for jobs of several processes until they pass the DDP/FSDP matrix
+#: (packing, the chunked loss and fused LoRA do: ``tests/trainer/test_distributed_levers.py``).
+MULTI_PROCESS_LEVERS = ("compile",)
 #: Methods that train on the model's own tokens (no virtual tokens), where packing and the chunked loss apply.
 TOKEN_METHODS = ("full", "lora", "qlora", "dora")
 _LABELS = {"packing": "packing", "chunked_loss": "chunked loss", "fused_lora": "fused LoRA", "compile": "compile"}
@@ -203,6 +204,8 @@ def resolve_speed(
     can_plan = cuda and shape is not None and device.memory_bytes is not None
     if strategy == "auto":
         strategy = choose_strategy(shape, setup, device.memory_bytes) if can_plan and multi else "ddp"
+        if config.method not in FSDP_METHODS:
+            strategy = "ddp"  # the plan below then says whether a replica fits
         setup = replace(setup, strategy=strategy)
 
     plan = None
