@@ -42,6 +42,8 @@ class Progress:
         elapsed_s: seconds since this run (or resumed run) started.
         eta_s: estimated seconds left.
         checkpoint_s: seconds spent writing the checkpoint taken after this step (None: no checkpoint).
+        gpu_peak_gib: peak GPU memory allocated so far on rank 0 (GiB; None off CUDA), to compare
+            with the memory plan the trainer logged.
         objective: objective-specific values (reward margins, KL...), by name.
     """
 
@@ -58,6 +60,7 @@ class Progress:
     elapsed_s: float | None = None
     eta_s: float | None = None
     checkpoint_s: float | None = None
+    gpu_peak_gib: float | None = None
     objective: dict[str, float] = field(default_factory=dict)
 
     @property

@@ -5,6 +5,7 @@ on a Kubernetes shared volume::
 
     <run>/model/      written by the model initializer (the trainer's default model path)
     <run>/dataset/    written by the dataset initializer (the trainer's default dataset path)
+    <run>/cache/torch-compile/  compiled graphs (training.compile), reused when the job restarts
     <run>/output/
         config.yaml       the resolved job spec (secrets only as references)
         phase.json        what trainer rank 0 is doing (kubetune.contracts.progress.PhaseRecord)
@@ -57,6 +58,11 @@ class RunDir:
     def dataset(self) -> Path:
         """``<run>/dataset``."""
         return self.source("dataset")
+
+    @property
+    def compile_cache(self) -> Path:
+        """``<run>/cache/torch-compile``: compiled graphs, kept across restarts of the job."""
+        return self.root / "cache" / "torch-compile"
 
     @property
     def output(self) -> Path:

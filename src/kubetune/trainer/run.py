@@ -50,9 +50,6 @@ from kubetune.trainer.sharded_loading import load_sharded
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 from kubetune.trainer.status_report import reporter_from_environment
 
-#: Where compiled graphs are cached, relative to the run directory.
-COMPILE_CACHE = "cache/torch-compile"
-
 
 @dataclass
 class TrainResult:
@@ -167,7 +164,7 @@ def _train(
         if training.compile:
             # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
             # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.root / COMPILE_CACHE))
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
             compile_layers(inner)
 
     phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
