@@ -57,6 +57,13 @@ class JobCase:
 
 
 JOB_CASES = [
+    JobCase("empty-yaml", "{job}: the job file is empty (a job needs at least a trainer or a runtime)", raw=b""),
+    JobCase(
+        "comments-only-yaml",
+        "{job}: the job file is empty (a job needs at least a trainer or a runtime)",
+        raw=b"# a job file\n",
+        command="train",
+    ),
     JobCase("duplicate-key", "{job}: duplicate key 'name' at line 2", raw=b"name: a\nname: b\n"),
     JobCase(
         "duplicate-nested-key", "{job}: duplicate key 'r' at line 4", raw=b"trainer:\n  lora:\n    r: 4\n    r: 8\n"
@@ -199,6 +206,8 @@ class DataCase:
     dataset: dict = field(default_factory=dict)
     model: str = "tiny"
     training: dict = field(default_factory=dict)
+    trainer: dict = field(default_factory=dict)  # other trainer fields
+    before_launch: bool = True  # `kubetune validate` and `kubetune train` refuse it before launch too
 
 
 def chat(*roles: str) -> dict:
@@ -239,49 +248,137 @@ DATA_CASES = [
     ),
     DataCase(
         "missing-columns",
-        "{data}: row 0 has no column 'instruction', 'output' needed by format 'alpaca'; columns present: answer, "
+        "{data}:1: no column 'instruction', 'output' needed by format 'alpaca'; columns present: answer, "
         "question. Use dataset.column_map to rename.",
         jsonl([{"question": "q", "answer": "a"}]),
     ),
     DataCase(
         "misnamed-column-map",
-        "{data}: row 0 has no column 'instruction' (mapped from {{'instruction': 'prompt'}}) needed by format "
+        "{data}:1: no column 'instruction' (mapped from {{'instruction': 'prompt'}}) needed by format "
         "'alpaca'; columns present: output, question. Use dataset.column_map to rename.",
         jsonl([{"question": "q", "output": "a"}]),
         dataset={"column_map": {"instruction": "prompt"}},
     ),
     DataCase(
         "chat-assistant-first",
-        "{data}: row 0: invalid role order: message 0 is 'assistant', expected 'user' (system?, then "
+        "{data}:1: column 'messages': invalid role order: message 0 is 'assistant', expected 'user' (system?, then "
         "user/assistant alternating)",
         jsonl([chat("assistant", "user")]),
         dataset={"format": "messages"},
     ),
     DataCase(
         "chat-two-users",
-        "{data}: row 0: invalid role order: message 2 is 'user', expected 'assistant' (system?, then "
+        "{data}:1: column 'messages': invalid role order: message 2 is 'user', expected 'assistant' (system?, then "
         "user/assistant alternating)",
         jsonl([chat("system", "user", "user")]),
         dataset={"format": "messages"},
     ),
     DataCase(
         "chat-ends-with-user",
-        "{data}: row 0: a conversation must end with an assistant message",
+        "{data}:1: column 'messages': a conversation must end with an assistant message",
         jsonl([chat("user", "assistant", "user")]),
         dataset={"format": "messages"},
     ),
     DataCase(
         "chat-unknown-role",
-        "{data}: row 0: message {{'role': 'bot', 'content': 'a bot turn'}} needs role (system/user/assistant) "
-        "and text content",
+        "{data}:1: column 'messages': message 1 has role 'bot'; roles are system, user and assistant",
         jsonl([chat("user", "bot")]),
         dataset={"format": "messages"},
     ),
     DataCase(
         "chat-not-a-list",
-        "{data}: row 0: 'messages' must be a non-empty list",
+        "{data}:1: column 'messages' must be a non-empty list of messages (got text)",
         jsonl([{"messages": "hello"}]),
         dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-missing-content",
+        "{data}:1: column 'messages': message 1 (assistant) has no content; it needs text",
+        jsonl([{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant"}]}]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-content-not-text",
+        "{data}:2: column 'messages': message 0 (user) has content that is a list; it needs text",
+        jsonl([chat("user", "assistant"), {"messages": [{"role": "user", "content": ["hi"]}]}]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-message-not-object",
+        "{data}:1: column 'messages': message 0 is text, not an object with role and content",
+        jsonl([{"messages": ["hello", "hi"]}]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "chat-messages-null",
+        "{data}:1: column 'messages' is null; format 'messages' needs a value there",
+        jsonl([{"messages": None}]),
+        dataset={"format": "messages"},
+    ),
+    DataCase(
+        "field-is-a-number",
+        "{data}:1: column 'instruction' is a number (5); format 'alpaca' needs text there",
+        jsonl([{"instruction": 5, "input": [], "output": {"a": 1}}]),
+    ),
+    DataCase(
+        "field-is-a-list",
+        "{data}:2: column 'input' is a list; format 'alpaca' needs text there",
+        jsonl([GOOD_ROWS[0], {"instruction": "x", "input": [], "output": "y"}]),
+    ),
+    DataCase(
+        "field-is-an-object",
+        "{data}:3: column 'output' is an object; format 'alpaca' needs text there",
+        b"\n" + jsonl([GOOD_ROWS[0], {"instruction": "x", "output": {"a": 1}}]),  # a blank line counts
+    ),
+    DataCase(
+        "field-is-a-boolean",
+        "{data}:1: column 'prompt' is a boolean (true); format 'completion' needs text there",
+        jsonl([{"prompt": True, "completion": "x"}]),
+        dataset={"format": "completion"},
+    ),
+    DataCase(
+        "field-is-null",
+        "{data}:2: column 'output' is null; format 'alpaca' needs a value there",
+        jsonl([GOOD_ROWS[0], {"instruction": "x", "output": None}]),
+    ),
+    DataCase(
+        "text-is-a-number",
+        "{data}:1: column 'text' is a number (3.5); format 'text' needs text there",
+        jsonl([{"text": 3.5}]),
+        dataset={"format": "text"},
+    ),
+    DataCase(
+        "label-is-a-list",
+        "{data}:2: column 'label' is a list; a class label is text or a whole number",
+        jsonl([{"text": "good", "label": 1}, {"text": "bad", "label": [0]}]),
+        dataset={"format": "classification"},
+        trainer={"model": {"task": "sequence-classification"}},
+    ),
+    DataCase(
+        "json-array-field-type",
+        "{data}:7: column 'output' is a number (7); format 'alpaca' needs text there",
+        b'[\n  {"instruction": "a", "output": "b"},\n  {\n    "instruction": "c",\n    "output": "d"\n  },\n'
+        b'  {"instruction": "e", "output": 7}\n]\n',
+        suffix=".json",
+    ),
+    DataCase(
+        "csv-row-too-short",
+        "{data}:3: this row has 2 fields, the header has 3 (instruction, input, output); quote fields that hold commas",
+        b"instruction,input,output\nRepeat a.,,a a\nRepeat b.,b b\n",
+        suffix=".csv",
+    ),
+    DataCase(
+        "csv-row-too-long",
+        "{data}:4: this row has 3 fields, the header has 2 (instruction, output); quote fields that hold commas",
+        b'instruction,output\n"Say\nhi.",hi\nSay a, then b.,a b\n',  # a quoted line break: line 4 starts row 3
+        suffix=".csv",
+    ),
+    DataCase(
+        "csv-missing-column",
+        "{data}:2: no column 'output' needed by format 'alpaca'; columns present: answer, instruction. Use "
+        "dataset.column_map to rename.",
+        b"instruction,answer\nRepeat a.,a a\n",
+        suffix=".csv",
     ),
     DataCase(
         "messages-without-chat-template",
@@ -347,7 +444,10 @@ def test_dataset_or_model_is_refused_by_the_trainer(
     data.write_bytes(case.content)
     model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
     run = tmp_path / "run"
-    job = merge(base_job(Path(model), data, run), {"trainer": {"dataset": case.dataset, "training": case.training}})
+    job = merge(
+        base_job(Path(model), data, run),
+        {"trainer": {"dataset": case.dataset, "training": case.training, **case.trainer}},
+    )
     job["trainer"]["model"]["path"] = model
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump(job), encoding="utf-8")
@@ -359,3 +459,34 @@ def test_dataset_or_model_is_refused_by_the_trainer(
     expected = "error: " + case.message.format(data=data, model=model)
     assert lines[0] == expected
     assert not run.exists()
+
+
+@pytest.mark.parametrize("case", [case for case in DATA_CASES if case.before_launch], ids=lambda case: case.id)
+def test_dataset_or_model_is_refused_before_launch_by_validate_and_train(
+    case: DataCase, tmp_path, isolated_kubetune_home, tiny_model_dir, no_template_model_dir
+):
+    """`kubetune validate` and `kubetune train` run the same pre-launch checks: the same one line, exit 2,
+    no job recorded, no run directory made. (The CLI runs in this process: the heavy imports are paid once.)"""
+    from typer.testing import CliRunner
+
+    from kubetune.cli.main import app
+
+    data = tmp_path / f"data{case.suffix}"
+    data.write_bytes(case.content)
+    model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
+    run = tmp_path / "run"
+    job = merge(
+        base_job(Path(model), data, run),
+        {"trainer": {"dataset": case.dataset, "training": case.training, **case.trainer}},
+    )
+    job["trainer"]["model"]["path"] = model
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(job), encoding="utf-8")
+    for command in ("validate", "train"):
+        result = CliRunner().invoke(
+            app, [command, "-f", str(config), "--home", str(isolated_kubetune_home)], env={"COLUMNS": "1000"}
+        )
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr.strip().splitlines() == ["error: " + case.message.format(data=data, model=model)], command
+        assert not run.exists()
+        assert LocalBackend(isolated_kubetune_home).list_jobs() == []

@@ -120,10 +120,10 @@ rows = st.lists(st.dictionaries(st.sampled_from(["instruction", "output", "input
                        max_size=2))  # fmt: skip
 def test_column_mapping_never_crashes(data, fmt, column_map):
     config = DatasetConfig(format=fmt, column_map=column_map)
-    _refused_or_ok(lambda: map_columns(data, config, source="data.jsonl"))
+    _refused_or_ok(lambda: map_columns(data, config, [f"data.jsonl:{i + 1}" for i in range(len(data))]))
 
 
 @SETTINGS
 @given(json_values)
 def test_message_checks_never_crash(messages):
-    _refused_or_ok(lambda: _normalise_messages(messages, "data.jsonl: row 0"))
+    _refused_or_ok(lambda: _normalise_messages(messages, "data.jsonl:1"))

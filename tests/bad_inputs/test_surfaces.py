@@ -36,7 +36,7 @@ S3_REGION = "us-east-1"
             {"dataset": {"format": "chat"}},
             None,
             "invalid trainer config: trainer.dataset.format: Input should be 'alpaca', 'messages', 'completion', "
-            "'text' or 'classification' (got 'chat')",
+            "'text', 'classification' or 'tagging' (got 'chat')",
         ),
         (
             {},

@@ -36,3 +36,11 @@ def tiny_alpaca(tmp_path: Path) -> Path:
             handle.write(json.dumps({"instruction": f"Add {i} and {i + 1}.", "output": f"The sum is {2 * i + 1}."}))
             handle.write("\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A 2-layer Llama with SmolLM2's real tokenizer (random weights): trains in seconds."""
+    from tests.faults.jobs import tiny_model
+
+    return tiny_model(smollm2_dir, tmp_path_factory.mktemp("tiny-model") / "model")

@@ -46,6 +46,9 @@ def test_train_follows_the_job_and_prints_output_locations(tmp_path: Path, smoll
     assert f"adapter:    {output / 'adapter'}" in result.stdout
     assert f"merged:     {output / 'merged'}" in result.stdout
     assert (output / "merged" / "config.json").is_file()
+    node_log = (home / "logs" / "cli-lora" / "node-0.log").read_text()
+    assert "\r" not in node_log  # no progress bars redrawn into the log file
+    assert "step 2/2" in node_log
 
     listing = kubetune(home, "jobs")
     assert "cli-lora" in listing.stdout and "Complete" in listing.stdout and "2/2" in listing.stdout
@@ -55,11 +58,10 @@ def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(
     tmp_path: Path, smollm2_dir: Path, tiny_alpaca: Path
 ):
     home = tmp_path / "home"
-    # A model folder that passes the pre-launch check (it has config.json) but has no weights
-    # or tokenizer, so the job fails in the trainer, after it started.
+    # A model folder that passes the pre-launch checks (config and tokenizer read fine) but has
+    # no weights, so the job fails in the trainer, after it started.
     broken = tmp_path / "broken-model"
-    broken.mkdir()
-    shutil.copy(smollm2_dir / "config.json", broken / "config.json")
+    shutil.copytree(smollm2_dir, broken, ignore=shutil.ignore_patterns("*.safetensors"))
     job_file = _job_file(tmp_path, "cli-bad-data", broken, tiny_alpaca)
 
     submitted = kubetune(home, "train", "-f", str(job_file), "--detach")
@@ -74,8 +76,10 @@ def test_detached_failing_job_is_explained_by_wait_jobs_and_logs_then_deleted(
     assert "TrainerFailed" in kubetune(home, "jobs").stdout
     assert "error:" in kubetune(home, "logs", "cli-bad-data", "--step", "node-0").stdout
 
+    # a job that failed before its first step is replaced without ceremony
     again = kubetune(home, "train", "-f", str(job_file), "--detach")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 0, again.stderr
+    assert kubetune(home, "wait", "cli-bad-data").returncode == 1
 
     assert kubetune(home, "delete", "cli-bad-data").returncode == 0
     missing = kubetune(home, "logs", "cli-bad-data")

@@ -116,7 +116,9 @@ def test_a_job_whose_supervisor_died_is_failed_on_next_read_and_its_workers_stop
     assert not alive
 
 
-def test_delete_stops_the_process_group_and_removes_state(client: TrainerClient, backend: LocalBackend, tmp_path: Path):
+def test_delete_stops_the_process_group_and_removes_state_but_not_outputs(
+    client: TrainerClient, backend: LocalBackend, tmp_path: Path
+):
     pids = _sleeping_job(client, "doomed", tmp_path / "markers")
     run_dir = client.get_job("doomed").run_dir
     assert run_dir.is_dir()
@@ -127,5 +129,5 @@ def test_delete_stops_the_process_group_and_removes_state(client: TrainerClient,
     with pytest.raises(JobNotFoundError):
         client.get_job("doomed")
     assert client.list_jobs() == []
-    assert not run_dir.exists()
+    assert run_dir.is_dir()  # the run directory (outputs) stays; only `delete_job(purge=True)` removes it
     assert not (backend.home / "logs" / "doomed").exists()

@@ -33,6 +33,7 @@ from kubetune.controller.reconcile import reconcile
 from kubetune.errors import ConfigError, JobExistsError, JobFailedError, JobNotFoundError
 from kubetune.runtimes import get_runtime
 from kubetune.spec.initializer import DatasetInitializer
+from kubetune.spec.job import JobSpec
 
 NS = "ml"
 TRAINJOBS = f"/apis/kubetune.dev/v1alpha1/namespaces/{NS}/trainjobs"
@@ -438,10 +439,35 @@ def test_wait_and_delete(client, state):
     client.delete_job("tune")
     (delete,) = state.made("DELETE", TRAINJOBS)
     assert delete.path == f"{TRAINJOBS}/tune" and delete.query["propagationPolicy"] == "Foreground"
+    assert [r for r in state.requests if r.method == "DELETE" and "persistentvolumeclaims" in r.path] == []
     with pytest.raises(JobNotFoundError, match="no TrainJob 'tune' in namespace 'ml'"):
         client.get_job("tune")
     with pytest.raises(JobNotFoundError):
         client.delete_job("tune")
+
+
+PVCS = f"/api/v1/namespaces/{NS}/persistentvolumeclaims"
+
+
+def test_delete_keeps_the_workspace_volume_and_purge_removes_it(client, state):
+    submit_builtin(client)
+    state.put(
+        PVCS,
+        {"metadata": {"name": "tune-workspace"}, "spec": {"resources": {"requests": {"storage": "10Gi"}}}},
+    )
+    set_conditions(state, "tune", ("Complete", "JobSetCompleted", ""))
+    outputs = client.get_job_outputs("tune")
+    assert outputs.locations == ["PersistentVolumeClaim/tune-workspace"] and outputs.size_bytes == 10 * 2**30
+    with pytest.raises(ConfigError, match=r"keeps its outputs on PersistentVolumeClaim tune-workspace"):
+        client.prepare_replacement(JobSpec.model_validate({"name": "tune"}))
+
+    client.delete_job("tune")
+    assert state.made("DELETE", PVCS) == [] and "tune-workspace" in state.objects[PVCS]
+
+    submit_builtin(client)
+    client.delete_job("tune", purge=True)
+    (purge,) = state.made("DELETE", PVCS)
+    assert purge.path == f"{PVCS}/tune-workspace" and state.objects[PVCS] == {}
 
 
 def test_suspend_and_resume_set_the_trainjobs_suspend_field(client, state, trainjob_validator):

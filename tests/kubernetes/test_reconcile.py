@@ -6,6 +6,7 @@ import pytest
 import yaml
 from k8s_schemas import make_trainjob, validate_k8s
 
+from kubetune.contracts.kubernetes import TRAINJOB_LABEL
 from kubetune.controller.reconcile import NODE_GRACE_S, InvalidTrainJob, reconcile
 from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.job import JobSpec
@@ -118,9 +119,12 @@ def test_a_misplaced_method_section_fails_the_trainjob_in_one_line(runtime):
     assert "'lora' is not a setting of method 'full'" in caught.value.message and "\n" not in caught.value.message
 
 
-def test_every_object_is_owned_by_the_trainjob(runtime):
+def test_every_object_but_the_workspace_is_owned_by_the_trainjob(runtime):
     runtime["spec"]["podGroupPolicy"] = {"coscheduling": {"scheduleTimeoutSeconds": 30}}
     desired = reconcile(make_trainjob(), runtime, {})
+    # deleting the TrainJob must not garbage-collect the trained model
+    assert "ownerReferences" not in desired.workspace["metadata"]
+    assert desired.workspace["metadata"]["labels"][TRAINJOB_LABEL] == "tune"
     kinds = [obj["kind"] for obj in desired.objects()]
     assert kinds == [
         "ConfigMap",
@@ -132,6 +136,8 @@ def test_every_object_is_owned_by_the_trainjob(runtime):
         "JobSet",
     ]
     for obj in desired.objects():
+        if obj is desired.workspace:
+            continue
         (owner,) = obj["metadata"]["ownerReferences"]
         assert owner["kind"] == "TrainJob" and owner["controller"] is True
         assert owner["uid"] == "0b7c5e1e-2f0a-4a53-9d5e-7f1b2c3d4e5f"

@@ -7,10 +7,10 @@ from typing import get_args
 
 import pytest
 import torch
-from pydantic import ValidationError
 from synthetic_jobs import make_spec, swap_pairs, swap_rows, write_jsonl
 
 from kubetune.contracts.run_dir import RunDir
+from kubetune.errors import ConfigError
 from kubetune.spec.job import load_job_file, write_job_file
 from kubetune.spec.trainer import METHOD_CONFIGS, LLMConfig, Method
 from kubetune.trainer.methods import METHODS as METHOD_TABLE
@@ -146,7 +146,7 @@ def test_every_method_of_the_spec_has_one_row_in_the_trainer_table():
 )
 def test_the_table_says_which_adapters_merge(method, section, mergeable):
     if mergeable is None:
-        with pytest.raises(ValidationError, match="use method: prefix"):
+        with pytest.raises(ConfigError, match="use method: prefix"):
             LLMConfig(method=method, **section)
         return
     config = LLMConfig(method=method, **section)

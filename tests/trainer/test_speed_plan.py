@@ -95,6 +95,13 @@ def test_lora_dropout_turns_fused_lora_off():
     assert not resolve_speed(cfg, H100, shape=SMALL).training.fused_lora
 
 
+def test_lora_target_modules_shape_the_plan_and_default_to_every_linear():
+    named = resolve_speed(LLMConfig(method="lora", lora={"target_modules": ["q_proj", "v_proj"]}), H100, shape=SMALL)
+    unset = resolve_speed(LLMConfig(method="lora", lora={"target_modules": None}), H100, shape=SMALL)
+    assert named.plan.setup.lora_targets == ("q_proj", "v_proj") and unset.plan.setup.lora_targets == "all-linear"
+    assert named.plan.components["adapters"] < unset.plan.components["adapters"]
+
+
 def test_a_gpu_without_bf16_trains_in_fp32():
     assert resolve_speed(config(), V100, shape=SMALL).training.precision == "fp32"
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from synthetic_jobs import make_spec
 
-from kubetune.errors import DataError
+from kubetune.errors import ConfigError, DataError
 from kubetune.spec import LLMConfig
 from kubetune.trainer.run import run_training
 
@@ -73,7 +73,7 @@ def test_lora_token_classifier_learns_to_tag_and_exports_a_plain_tagger(tmp_path
 
 
 def test_tagging_and_token_classification_go_together():
-    with pytest.raises(ValueError, match=r"dataset\.format 'tagging' and model\.task 'token-classification' go"):
+    with pytest.raises(ConfigError, match=r"dataset\.format 'tagging' and model\.task 'token-classification' go"):
         LLMConfig(dataset={"format": "tagging"})
 
 
@@ -90,7 +90,7 @@ def test_words_and_tags_of_different_lengths_are_refused_naming_the_row(tmp_path
         dataset={"path": str(data), "format": "tagging"},
         lora={"target_modules": None},
     )
-    with pytest.raises(DataError, match=r"bad.jsonl: row 0: 'tokens' and 'tags' must be non-empty lists of the same"):
+    with pytest.raises(DataError, match=r"bad.jsonl:1: 'tokens' and 'tags' must be non-empty lists of the same"):
         run_training(spec, tmp_path / "run")
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from kubetune.contracts.types import Event, Job, JobStatus
+from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus
 from kubetune.errors import JobFailedError, JobTimeoutError
 from kubetune.runtimes import Runtime
 from kubetune.spec.job import JobSpec
@@ -65,15 +65,17 @@ class RuntimeBackend(abc.ABC):
         """A finished custom-trainer job's return value per global rank. Raises JobNotFoundError."""
 
     def wait_for_job_status(
-        self, name: str, status: set[JobStatus], timeout: float = 600.0, polling_interval: float = 1.0
+        self, name: str, status: set[JobStatus], timeout: float | None = None, polling_interval: float = 1.0
     ) -> Job:
         """Poll :meth:`get_job` until the job's status is in ``status`` (the same for every backend).
+
+        ``timeout=None`` waits as long as the job runs (a fine-tune can take days).
 
         Raises:
             JobFailedError: the job ended in a terminal status not in ``status``.
             JobTimeoutError: ``timeout`` seconds passed.
         """
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.get_job(name)
             if job.status in status:
@@ -81,7 +83,7 @@ class RuntimeBackend(abc.ABC):
             if job.status.is_terminal:
                 detail = f" ({job.reason}: {job.message})" if job.reason else ""
                 raise JobFailedError(f"job {name!r} ended {job.status.value}{detail}")
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 wanted = ", ".join(sorted(s.value for s in status))
                 raise JobTimeoutError(f"job {name!r} is {job.status.value}, not {wanted}, after {timeout:g}s")
             time.sleep(polling_interval)
@@ -104,5 +106,24 @@ class RuntimeBackend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def delete_job(self, name: str) -> None:
-        """Stop the job's processes (or cluster objects) and remove its state. Raises JobNotFoundError."""
+    def get_job_outputs(self, name: str) -> JobOutputs:
+        """Where the job's outputs (run directory, volume) are and their size. Raises JobNotFoundError."""
+
+    @abc.abstractmethod
+    def delete_job(self, name: str, purge: bool = False) -> None:
+        """Stop the job's processes (or cluster objects) and remove its state.
+
+        The outputs (trained model, checkpoints, metrics) are kept unless ``purge``: then
+        everything :meth:`get_job_outputs` lists is removed too.
+
+        Raises:
+            JobNotFoundError: no such job.
+        """
+
+    def set_aside_outputs(self, spec: JobSpec) -> str | None:
+        """Move the outputs already in ``spec``'s run directory aside, so a new job starts afresh.
+
+        Called before a replacement job is submitted. Returns where they went, or ``None`` when
+        there was nothing to move (or the backend keeps outputs on a volume it cannot rename).
+        """
+        return None

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from kubetune.client import Job, JobStatus, TrainerClient
+from kubetune.contracts.progress import Phase
 from kubetune.errors import JobTimeoutError
 from kubetune.trainer.metrics import format_duration
 
@@ -66,7 +67,9 @@ def _follow(client: TrainerClient, name: str, console: Console, deadline_s: floa
             job = client.get_job(name)
             total = job.progress.total_steps if job.progress else None
             completed = job.progress.step if job.progress else 0
-            bar.update(task, total=total, completed=completed, status=job.status.value, detail=describe_progress(job))
+            shown = job.phase not in (None, Phase.TRAINING.value)
+            status = f"{job.status.value}: {job.phase}" if shown else job.status.value
+            bar.update(task, total=total, completed=completed, status=status, detail=describe_progress(job))
             if job.status.is_terminal or job.status == JobStatus.SUSPENDED:
                 return job
             if deadline is not None and time.monotonic() > deadline:

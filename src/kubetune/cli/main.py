@@ -16,6 +16,24 @@ from kubetune.errors import KubetuneError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fine-tune LLMs, locally or on Kubernetes.")
 
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from kubetune import __version__
+
+        typer.echo(f"kubetune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Fine-tune LLMs, locally or on Kubernetes."""
+
+
 JobFile = Annotated[Path, typer.Option("--file", "-f", help="Job YAML file.", dir_okay=False)]
 
 
@@ -41,24 +59,47 @@ def user_errors(command: Callable) -> Callable:
 @app.command()
 def validate(
     file: JobFile,
+    output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
+    home: job_commands.Home = None,
     gpu_memory: Annotated[
         float, typer.Option("--gpu-memory", min=1, help="GiB of one GPU to plan memory for (80 GB H100: 79).")
     ] = 79.0,
 ) -> None:
-    """Check a job file without running anything, and print its memory plan per GPU.
+    """Run every check `kubetune train` runs before launch, start nothing, and print each problem found.
 
-    The plan needs the model's sizes: a local model folder's config.json, or a catalog runtime.
-    A plan that cannot fit the GPU is an error saying by how much and what to change.
+    The job file, runtime, GPUs, initializer sources, model files, dataset files, format and a
+    sample of rows (column types, chat turns, rows left without a target token), LoRA target
+    modules, the run directory (writable, free disk), and the memory plan per GPU (printed when all
+    pass). Exit 0 when all pass, else 2.
     """
+    from kubetune.backends.local import LocalBackend
     from kubetune.cli.plan import job_plan
+    from kubetune.runtimes import apply_runtime
     from kubetune.spec.job import load_job_file
 
     try:
         spec = load_job_file(file)
-        plan = job_plan(spec, gpu_memory)
+        loaded = spec
+        if output_dir is not None:
+            spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
+        backend = LocalBackend(home)
+        if spec.runtime is not None:
+            spec = apply_runtime(spec, backend.get_runtime(spec.runtime))
     except KubetuneError as err:
         raise fail(err) from None
-    console.print(f"[green]ok[/]: {file} ({spec.trainer.method} fine-tune)")
+    problems = backend.problems(spec)
+    plan = None
+    if not problems:  # the plan reads the same model: its problems are already reported
+        try:
+            plan = job_plan(loaded, gpu_memory)
+        except KubetuneError as err:
+            problems.append(err)
+    for problem in problems:
+        err_console.print(f"[bold red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(max(problem.exit_code for problem in problems))
+    what = f"{spec.trainer.method} fine-tune" if spec.trainer_kind == "builtin" else "custom trainer"
+    console.print(f"[green]ok[/]: {file} ({what})", highlight=False, soft_wrap=True)
     console.print(plan, highlight=False)
 
 
@@ -69,7 +110,11 @@ def train(
     output_dir: Annotated[Path | None, typer.Option(help="Run directory (overrides output_dir).")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Submit and return at once.")] = False,
     replace: Annotated[
-        bool, typer.Option("--replace", help="First delete a finished job of the same name (its outputs stay).")
+        bool,
+        typer.Option(
+            "--replace",
+            help="Rerun a finished job of the same name afresh; its outputs are kept in output.prev-<time>/.",
+        ),
     ] = False,
     home: job_commands.Home = None,
     backend: job_commands.Backend = "local",
@@ -86,8 +131,10 @@ def train(
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
     client = job_commands.make_client(home, backend, namespace)
-    if replace and spec.name is not None:
-        job_commands.delete_finished(client, spec.name)
+    if replace:
+        moved = client.prepare_replacement(spec)
+        if moved is not None:
+            console.print(f"earlier outputs kept in {moved}", soft_wrap=True, highlight=False)
     name = client.train_from_spec(spec)
     if detach:
         console.print(f"submitted [bold]{name}[/]; follow it with `kubetune wait {name}` or `kubetune logs {name} -f`")
@@ -98,6 +145,8 @@ def train(
 
 for _command in (
     job_commands.jobs,
+    job_commands.describe,
+    job_commands.events,
     job_commands.logs,
     job_commands.wait,
     job_commands.suspend,

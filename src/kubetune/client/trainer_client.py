@@ -14,9 +14,10 @@ from kubetune.contracts.types import (
     Event,
     Initializer,
     Job,
+    JobOutputs,
     JobStatus,
 )
-from kubetune.errors import ConfigError
+from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
 from kubetune.runtimes import Runtime
 from kubetune.spec.base import format_validation_error
 from kubetune.spec.job import JobSpec, canonical_resources
@@ -89,14 +90,43 @@ class TrainerClient:
             raise ConfigError(f"invalid job: {format_validation_error(err)}") from None
         return self.backend.submit(spec)
 
-    def train_from_spec(self, spec: JobSpec) -> str:
+    def train_from_spec(self, spec: JobSpec, replace: bool = False) -> str:
         """Start a job from a complete :class:`JobSpec` (what ``kubetune train -f`` does); returns its name.
 
-        A spec without a name gets a generated one. Raises like :meth:`train`.
+        A spec without a name gets a generated one. With ``replace``, :meth:`prepare_replacement`
+        runs first. Raises like :meth:`train`.
         """
         if spec.name is None:
             spec = spec.model_copy(update={"name": _generated_name()})
+        if replace:
+            self.prepare_replacement(spec)
         return self.backend.submit(spec)
+
+    def prepare_replacement(self, spec: JobSpec) -> str | None:
+        """Make way for ``spec`` to run again under its name, losing nothing.
+
+        The outputs already in its run directory are moved aside (local backend:
+        ``output.prev-<UTC time>/``), then a finished job of that name is deleted (its files
+        stay). Returns where the earlier outputs went (``None``: there were none).
+
+        Raises:
+            JobExistsError: the job of that name is still running. ConfigError: the outputs
+                cannot be moved (Kubernetes keeps them on the job's volume).
+        """
+        if spec.name is None:
+            return None
+        try:
+            job = self.backend.get_job(spec.name)
+        except JobNotFoundError:
+            job = None
+        if job is not None and not job.status.is_terminal:
+            raise JobExistsError(
+                f"job {spec.name!r} is still {job.status.value}; wait for it or `kubetune delete {spec.name}`"
+            )
+        moved = self.backend.set_aside_outputs(spec)
+        if job is not None:
+            self.backend.delete_job(spec.name)
+        return moved
 
     def list_runtimes(self) -> list[Runtime]:
         """The runtimes this backend offers."""
@@ -133,10 +163,10 @@ class TrainerClient:
         self,
         name: str,
         status: set[JobStatus] | JobStatus = JobStatus.COMPLETE,
-        timeout: float = 600.0,
+        timeout: float | None = None,
         polling_interval: float = 1.0,
     ) -> Job:
-        """Block until the job reaches ``status`` and return it.
+        """Block until the job reaches ``status`` and return it; ``timeout=None`` (default) waits as long as it runs.
 
         Raises:
             JobFailedError: it ended otherwise (Failed, Cancelled...). JobTimeoutError: ``timeout`` passed.
@@ -175,9 +205,14 @@ class TrainerClient:
         self.backend.resume_job(name)
         return self.backend.get_job(name)
 
-    def delete_job(self, name: str) -> None:
-        """Stop the job's processes and remove its state (and its run directory if kubetune chose it)."""
-        self.backend.delete_job(name)
+    def get_job_outputs(self, name: str) -> JobOutputs:
+        """Where the job's outputs are kept (run directory or volume) and how much space they take."""
+        return self.backend.get_job_outputs(name)
+
+    def delete_job(self, name: str, purge: bool = False) -> None:
+        """Stop the job's processes and remove its state. Its outputs (trained model, checkpoints,
+        metrics) stay where they are, unless ``purge``: then :meth:`get_job_outputs` lists what goes."""
+        self.backend.delete_job(name, purge=purge)
 
 
 class JobOption:

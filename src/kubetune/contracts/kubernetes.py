@@ -28,3 +28,12 @@ PROGRESS_STATUS_FIELD = "trainingProgress"
 PROGRESS_UPDATED_KEY = "updatedAt"
 TRAINJOB_NAME_ENV = "KUBETUNE_TRAINJOB"
 TRAINJOB_NAMESPACE_ENV = "KUBETUNE_NAMESPACE"
+
+
+def workspace_claim(trainjob_name: str) -> str:
+    """The name of a TrainJob's workspace PersistentVolumeClaim (its run directory).
+
+    The claim has no owner reference: deleting the TrainJob keeps the trained model; the
+    claim goes only when deleted on purpose (``kubetune delete NAME --purge``).
+    """
+    return f"{trainjob_name}-workspace"

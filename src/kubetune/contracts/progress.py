@@ -1,4 +1,5 @@
-"""The training progress record: what trainer rank 0 reports after each logged step.
+"""The training progress record: what trainer rank 0 reports after each logged step; and the
+phase record (:class:`PhaseRecord`): what it is doing before its first step and after its last.
 
 One typed record with one JSON form (:meth:`Progress.to_json` / :meth:`Progress.from_json`).
 The trainer appends it to ``output/metrics.jsonl`` and, on Kubernetes, reports it to the
@@ -9,9 +10,16 @@ the loss plot read it back through the same class. No value is ever parsed out o
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
 from typing import Any
+
+from kubetune.contracts.run_dir import PHASE_FILE_NAME
 
 OBJECTIVE_KEY = "objective"
 
@@ -34,6 +42,8 @@ class Progress:
         elapsed_s: seconds since this run (or resumed run) started.
         eta_s: estimated seconds left.
         checkpoint_s: seconds spent writing the checkpoint taken after this step (None: no checkpoint).
+        gpu_peak_gib: peak GPU memory allocated so far on rank 0 (GiB; None off CUDA), to compare
+            with the memory plan the trainer logged.
         objective: objective-specific values (reward margins, KL...), by name.
     """
 
@@ -50,6 +60,7 @@ class Progress:
     elapsed_s: float | None = None
     eta_s: float | None = None
     checkpoint_s: float | None = None
+    gpu_peak_gib: float | None = None
     objective: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -101,3 +112,50 @@ def latest_progress(newest_first: Iterable[Mapping[str, Any]]) -> Progress | Non
         if newest is not None and last_eval is not None:
             break
     return None if newest is None else newest.with_eval_loss(last_eval)
+
+
+# The phase record: rank 0 of the trainer replaces ``<run>/output/phase.json`` (atomically) as it
+# moves through loading the model, tokenizing, compiling, training and exporting; the local backend
+# reads it into ``Job.phase``, so ``kubetune train``/``wait`` show it instead of ``0/?``.
+
+
+class Phase(str, Enum):
+    """What the trainer is doing."""
+
+    LOADING_MODEL = "loading model"
+    TOKENIZING = "tokenizing"
+    COMPILING = "compiling"
+    TRAINING = "training"
+    EXPORTING = "exporting"
+
+
+@dataclass(frozen=True)
+class PhaseRecord:
+    """One phase: its name, a detail (``164 rows``), and when it began (Unix time)."""
+
+    phase: Phase
+    detail: str | None
+    started: float
+
+    def describe(self) -> str:
+        """``tokenizing 164 rows``."""
+        return f"{self.phase.value} {self.detail}" if self.detail else self.phase.value
+
+
+def write_phase(output_dir: Path, phase: Phase, detail: str | None = None) -> PhaseRecord:
+    """Record that the trainer entered ``phase`` (atomic replace: readers never see half a record)."""
+    record = PhaseRecord(phase, detail, time.time())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / f".{PHASE_FILE_NAME}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({**asdict(record), "phase": phase.value}), encoding="utf-8")
+    os.replace(tmp, output_dir / PHASE_FILE_NAME)
+    return record
+
+
+def read_phase(output_dir: Path) -> PhaseRecord | None:
+    """The last phase recorded in ``output_dir`` (None when there is none or it is unreadable)."""
+    try:
+        data = json.loads((output_dir / PHASE_FILE_NAME).read_text(encoding="utf-8"))
+        return PhaseRecord(Phase(data["phase"]), data.get("detail"), float(data["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -5,8 +5,10 @@ on a Kubernetes shared volume::
 
     <run>/model/      written by the model initializer (the trainer's default model path)
     <run>/dataset/    written by the dataset initializer (the trainer's default dataset path)
+    <run>/cache/torch-compile/  compiled graphs (training.compile), reused when the job restarts
     <run>/output/
         config.yaml       the resolved job spec (secrets only as references)
+        phase.json        what trainer rank 0 is doing (kubetune.contracts.progress.PhaseRecord)
         metrics.jsonl     one progress record per logged step (kubetune.contracts.progress)
         checkpoints/      complete checkpoints only
         adapter/ merged/  final exports
@@ -14,6 +16,7 @@ on a Kubernetes shared volume::
         reference_logps.pt  DPO with precompute_reference: each pair's reference log-probs
         tensorboard/      event files (local backend, when tensorboard is installed)
         returns/          a custom trainer's return values, rank-<RANK>.pkl
+    <run>/output.prev-<UTC time>/   earlier outputs, moved aside by a replacing job
 
 The local backend's data directory (``$KUBETUNE_HOME``)::
 
@@ -31,6 +34,9 @@ from typing import Literal
 SourceKind = Literal["model", "dataset"]
 SOURCE_KINDS: tuple[SourceKind, ...] = ("model", "dataset")
 CONFIG_FILE_NAME = "config.yaml"  # also the key of the job's ConfigMap on Kubernetes
+PHASE_FILE_NAME = "phase.json"
+#: ``<run>/output`` moved aside by a replacing job becomes ``<run>/output.prev-<UTC timestamp>``.
+PREVIOUS_OUTPUT_PREFIX = "output.prev-"
 _RETURN_PREFIX = "rank-"
 
 
@@ -53,6 +59,11 @@ class RunDir:
     def dataset(self) -> Path:
         """``<run>/dataset``."""
         return self.source("dataset")
+
+    @property
+    def compile_cache(self) -> Path:
+        """``<run>/cache/torch-compile``: compiled graphs, kept across restarts of the job."""
+        return self.root / "cache" / "torch-compile"
 
     @property
     def output(self) -> Path:

@@ -134,7 +134,9 @@ class Job:
 
     ``reason`` and ``message`` explain a Failed or Cancelled job. ``run_dir`` holds ``model/``,
     ``dataset/`` and ``output/``; ``output_dir`` is ``run_dir/output`` (metrics, checkpoints,
-    ``adapter/``, ``merged/``, ``loss.png``).
+    ``adapter/``, ``merged/``, ``loss.png``). ``phase`` says what an active job is doing
+    (``fetching model``, ``loading model``, ``tokenizing 164 rows``, ``compiling``, ``training``,
+    ``exporting``), from its steps and the trainer's phase record; None when not known.
     """
 
     name: str
@@ -151,11 +153,24 @@ class Job:
     run_dir: Path | None = None
     steps: list[Step] = field(default_factory=list)
     progress: Progress | None = None
+    phase: str | None = None
 
     @property
     def output_dir(self) -> Path | None:
         """``run_dir/output``: metrics, checkpoints and exported weights."""
         return None if self.run_dir is None else RunDir(self.run_dir).output
+
+
+@dataclass
+class JobOutputs:
+    """What a job has stored that deleting it keeps, and ``delete_job(name, purge=True)`` removes.
+
+    ``locations`` are local paths (local backend) or ``PersistentVolumeClaim/<name>`` (Kubernetes);
+    ``size_bytes`` is what they hold on disk, or the volume's requested capacity (``None`` when unknown).
+    """
+
+    locations: list[str]
+    size_bytes: int | None
 
 
 @dataclass
@@ -175,6 +190,7 @@ __all__ = [
     "Event",
     "Initializer",
     "Job",
+    "JobOutputs",
     "JobStatus",
     "Progress",
     "Step",

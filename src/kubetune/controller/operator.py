@@ -9,11 +9,12 @@ Run it with ``python -m kubetune.controller`` (in-cluster, or with a kubeconfig)
   controller restart never duplicates anything. Bad input: Failed condition, a Warning event,
   nothing created.
 - JobSet events and a periodic timer: mirror JobSet state into the TrainJob status; past the
-  deadline the JobSet is deleted (the PVC stays for inspection until the TrainJob is deleted).
+  deadline the JobSet is deleted (the PVC stays for inspection).
   ``status.trainingProgress`` is written by the trainer itself (its rank 0 patches the
   progress record with the job's own service account); the controller never overwrites it.
 
-No finalizers: children carry owner references, so Kubernetes garbage collection deletes them.
+No finalizers: children carry owner references, so Kubernetes garbage collection deletes them;
+the workspace PVC has none, so the trained model outlives the TrainJob.
 """
 
 from __future__ import annotations

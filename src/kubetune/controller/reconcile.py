@@ -5,8 +5,9 @@ the runtime object, the keys of the Secrets that exist, the JobSet if one exists
 the objects to server-side apply, in order: the job's config (ConfigMap), the shared workspace
 (PVC), an optional coscheduling PodGroup, the trainer's progress access (a ServiceAccount, a Role
 allowing ``get``/``patch`` of this TrainJob's ``status`` and nothing else, their RoleBinding), and
-the JobSet. Every object carries an owner reference to the TrainJob, so deleting the TrainJob
-deletes them.
+the JobSet. Every object but the workspace carries an owner reference to the TrainJob, so deleting
+the TrainJob deletes them; the workspace holds the trained model and stays until it is deleted on
+purpose.
 
 The JobSet runs ``dataset-initializer`` first, then ``model-initializer`` (after the dataset is
 Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun (through
@@ -42,6 +43,7 @@ from kubetune.contracts.kubernetes import (
     TRAINJOB_NAME_ENV,
     TRAINJOB_NAMESPACE_ENV,
     TRAINJOB_PLURAL,
+    workspace_claim,
 )
 from kubetune.contracts.run_dir import CONFIG_FILE_NAME, RunDir
 from kubetune.controller.api import (
@@ -173,7 +175,7 @@ def reconcile(
     workspace = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": _meta(f"{meta['name']}-workspace", meta, owner, labels),
+        "metadata": _meta(workspace_claim(meta["name"]), meta, None, labels),
         "spec": claim.get("spec", {}),
     }
     num_nodes = spec.trainer.num_nodes or runtime_spec.ml_policy.num_nodes
@@ -310,13 +312,11 @@ def _labels(name: str, spec: TrainJobSpec) -> dict[str, str]:
     return {**(spec.labels or {}), TRAINJOB_LABEL: name}
 
 
-def _meta(name: str, trainjob_meta: Mapping[str, Any], owner: dict, labels: dict[str, str]) -> dict:
-    return {
-        "name": name,
-        "namespace": trainjob_meta["namespace"],
-        "labels": dict(labels),
-        "ownerReferences": [owner],
-    }
+def _meta(name: str, trainjob_meta: Mapping[str, Any], owner: dict | None, labels: dict[str, str]) -> dict:
+    meta = {"name": name, "namespace": trainjob_meta["namespace"], "labels": dict(labels)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return meta
 
 
 def _jobset(
@@ -495,7 +495,7 @@ def _finish_job(
     pod_spec.setdefault("restartPolicy", "Never")
     pod_spec["volumes"] = [
         *pod_spec.get("volumes", []),
-        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": f"{name}-workspace"}},
+        {"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": workspace_claim(name)}},
     ]
     overrides = spec.pod_overrides
     if overrides is None:

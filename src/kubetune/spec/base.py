@@ -16,8 +16,26 @@ from kubetune.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
-class StrictModel(BaseModel):
-    """A pydantic model that rejects unknown fields and validates on assignment."""
+class _OneLineErrors(type(BaseModel)):
+    """Turns the ValidationError of a direct ``Model(...)`` call into one ConfigError line.
+
+    On the metaclass, not ``__init__``: pydantic calls a custom ``__init__`` for nested models
+    too, which would cut their errors short; this runs only when user code calls the class.
+    """
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except ValidationError as err:
+            raise ConfigError(f"invalid {cls.__name__}: {format_validation_error(err)}") from None
+
+
+class StrictModel(BaseModel, metaclass=_OneLineErrors):
+    """A pydantic model that rejects unknown fields and validates on assignment.
+
+    Built directly (``LLMConfig(training={...})``), an invalid value raises kubetune's one-line
+    :class:`~kubetune.errors.ConfigError` naming each field, as job files and the CLI do.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

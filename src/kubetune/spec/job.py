@@ -195,10 +195,13 @@ def load_job_file(path: str | Path) -> JobSpec:
     working directory.
 
     Raises:
-        ConfigError: the file is missing, not YAML, or a field is unknown or invalid.
+        ConfigError: the file is missing, empty, not YAML, or a field is unknown or invalid.
     """
     path = Path(path)
-    spec = validate_config(JobSpec, read_yaml(path), source=f"job file {path}")
+    data = read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: the job file is empty (a job needs at least a trainer or a runtime)")
+    spec = validate_config(JobSpec, data, source=f"job file {path}")
     base = path.resolve().parent
     if spec.output_dir is not None:
         spec.output_dir = str(_anchor(spec.output_dir, base))

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from kubetune.errors import PREEMPTED_EXIT_CODE, KubetuneError
 from kubetune.spec.job import load_job_file
+
+
+def quiet_libraries() -> None:
+    """Keep the job log readable: no progress bars redrawn with carriage returns when the output
+    is a file, library warnings as ``WARNING`` log lines from rank 0 only (each once per process)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")  # every tqdm bar: weights loading, GGUF conversion, saving
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kubetune").setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")  # each distinct warning once per place, not per call
+    if int(os.environ.get("RANK", "0")) > 0:
+        logging.getLogger().setLevel(logging.ERROR)  # the other ranks would repeat rank 0's warnings
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,4 +55,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    quiet_libraries()  # the worker process only: an in-process main() leaves the caller's logging alone
     sys.exit(main())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -41,15 +44,73 @@ def _check_architecture(path: Path, trust_remote_code: bool) -> None:
         )
 
 
+GGUF_CACHE_ENV = "KUBETUNE_GGUF_CACHE"
+
+
+def gguf_cache_dir() -> Path:
+    """Where converted GGUF models are kept: ``$KUBETUNE_GGUF_CACHE``, else ``~/.cache/kubetune/gguf``."""
+    configured = os.environ.get(GGUF_CACHE_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "kubetune" / "gguf"
+
+
+def converted_gguf(gguf: Path) -> Path:
+    """A plain safetensors folder (fp32 weights, tokenizer) for a ``.gguf`` file, converted once.
+
+    The folder is keyed by the file's sha256, so every run (and ``kubetune validate``) of the
+    same model reuses one conversion instead of dequantizing again; a changed file gets a new one.
+
+    Raises:
+        ModelError: the file cannot be read as a GGUF model.
+    """
+    import transformers
+    from filelock import FileLock
+
+    digest = hashlib.sha256()
+    with gguf.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    target = gguf_cache_dir() / digest.hexdigest()
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{target}.lock"):
+        if (target / "config.json").is_file():
+            return target
+        log.info("converting %s to safetensors once (cached in %s)", gguf, target)
+        tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            kwargs = {"gguf_file": gguf.name}
+            model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelError(f"{gguf}: cannot read the GGUF model: {str(err).splitlines()[0]}") from None
+        model.hf_quantizer = None  # dequantized on load: save plain weights
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        tmp.rename(target)
+    return target
+
+
+def _pretrained_args(path: Path, trust_remote_code: bool) -> str:
+    """The ``from_pretrained`` location of a model folder or ``.gguf`` file (converted once, cached)."""
+    location, extra = pretrained_location(path)
+    if "gguf_file" in extra:
+        return str(converted_gguf(Path(location) / extra["gguf_file"]))
+    _check_architecture(path, trust_remote_code)
+    return location
+
+
 def load_tokenizer(path: Path, config: ModelConfig):
     """Load the tokenizer; a missing pad token falls back to the end-of-sequence token."""
     from transformers import AutoTokenizer
 
-    location, extra = pretrained_location(path)
-    if not extra:
-        _check_architecture(path, config.trust_remote_code)
+    location = _pretrained_args(path, config.trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code, **extra)
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=config.trust_remote_code)
     except (OSError, ValueError) as err:
         raise ModelError(f"{path}: cannot load tokenizer: {' '.join(str(err).split())}") from None
     if tokenizer.pad_token_id is None:
@@ -99,9 +160,8 @@ def load_model(
     """
     import transformers
 
-    location, extra = pretrained_location(path)
+    location = _pretrained_args(path, config.trust_remote_code)
     auto, kwargs = _load_arguments(config, precision, label_names)
-    kwargs.update(extra)
     if quantize_4bit_on is not None:
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True,
@@ -114,13 +174,6 @@ def load_model(
         model = auto.from_pretrained(location, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise ModelError(f"{path}: cannot load model: {str(err).splitlines()[0]}") from None
-    if "gguf_file" in extra:
-        # GGUF weights are dequantized on load; drop the quantizer so the model saves as plain
-        # safetensors like any other checkpoint.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.is_quantized = False
     if config.task != "causal-lm" and pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model
@@ -176,6 +229,41 @@ def build_skeleton(
     if config.task != "causal-lm" and pad_token_id is not None and model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id
     return model
+
+
+def check_target_modules(path: Path, config: LLMConfig) -> None:
+    """Refuse LoRA ``target_modules`` the model does not have, reading module names on the meta
+    device (from the model's config; no weights are loaded).
+
+    Raises:
+        ConfigError: naming the missing modules and the model's linear layers.
+        ModelError: the model's config cannot be read.
+    """
+    lora = getattr(config.method_config, "lora", None)
+    if lora is None or lora.target_modules is None or lora.target_modules == "all-linear":
+        return  # None: PEFT picks the architecture's default modules
+    targets = lora.target_modules
+    import transformers
+
+    remote = config.model.trust_remote_code
+    location = _pretrained_args(path, remote)
+    auto = getattr(transformers, AUTO_CLASSES[config.model.task])
+    try:
+        model_config = transformers.AutoConfig.from_pretrained(location, trust_remote_code=remote)
+        with torch.device("meta"):
+            model = auto.from_config(model_config, trust_remote_code=remote)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"{path}: cannot read the model's config: {str(err).splitlines()[0]}") from None
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(name == t or name.endswith(f".{t}") for name in names)]
+    if missing:
+        linear = sorted(
+            {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+        )
+        raise ConfigError(
+            f"trainer.lora.target_modules: {', '.join(map(repr, missing))} not in the model {path} "
+            f"(its linear layers: {', '.join(linear)})"
+        )
 
 
 def prepare_for_training(model, config: LLMConfig):

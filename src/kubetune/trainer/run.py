@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kubetune.contracts.progress import Phase, write_phase
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import PREEMPTED_EXIT_CODE, ConfigError
 from kubetune.spec.job import JobSpec, write_job_file
@@ -50,9 +51,6 @@ from kubetune.trainer.sharded_loading import load_sharded
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 from kubetune.trainer.status_report import reporter_from_environment
 
-#: Where compiled graphs are cached, relative to the run directory.
-COMPILE_CACHE = "cache/torch-compile"
-
 
 @dataclass
 class TrainResult:
@@ -77,6 +75,13 @@ def say(ctx: DistributedContext, message: str) -> None:
     """Print a progress line from rank 0 only."""
     if ctx.is_main:
         print(message, flush=True)
+
+
+def phase(ctx: DistributedContext, output_dir: Path, name: Phase, detail: str | None = None) -> None:
+    """Record the phase for watchers (rank 0), once a backend has made the output folder: a run
+    without one (``fine_tune``) has no watcher, and a rejected job must leave no output behind."""
+    if ctx.is_main and output_dir.is_dir():
+        write_phase(output_dir, name, detail)
 
 
 def run_training(
@@ -119,12 +124,21 @@ def _train(
     spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None, stop: StopRequest
 ) -> TrainResult:
     config = spec.trainer
+    output_dir = layout.output
     seed_everything(config.training.seed)
 
     model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, layout.dataset, "trainer.dataset.path")
+    phase(ctx, output_dir, Phase.LOADING_MODEL, "tokenizer")
     tokenizer = load_tokenizer(model_path, config.model)
-    data = prepare_data(config.dataset, dataset_path, tokenizer, config.training.max_seq_len, config.training.seed)
+    data = prepare_data(
+        config.dataset,
+        dataset_path,
+        tokenizer,
+        config.training.max_seq_len,
+        config.training.seed,
+        on_read=lambda rows: phase(ctx, output_dir, Phase.TOKENIZING, f"{rows} rows"),
+    )
     say(
         ctx,
         f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
@@ -151,10 +165,11 @@ def _train(
         if training.compile:
             # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
             # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.root / COMPILE_CACHE))
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
             compile_layers(inner)
 
     objective = build_objective(config)
+    phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
     if ctx.world_size > 1 and strategy == "fsdp":
         if objective.name != "sft":
             raise ConfigError(
@@ -243,6 +258,7 @@ def _train(
             preempted.append(Preempted(step, path, seconds))
         return loop.StepEnd(stop=bool(preempted))
 
+    phase(ctx, output_dir, Phase.COMPILING if training.compile else Phase.TRAINING)
     losses = loop.run_loop(
         model,
         stream,
@@ -260,6 +276,7 @@ def _train(
     if preempted:
         say(ctx, f"{preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
         raise preempted[0]
+    phase(ctx, output_dir, Phase.EXPORTING)
     adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)

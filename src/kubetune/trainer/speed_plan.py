@@ -29,6 +29,7 @@ from kubetune.errors import ConfigError
 from kubetune.planning import GIB, MemoryPlan, ModelShape, PlanSetup, advice, choose_checkpointing, plan_memory
 from kubetune.planning.memory import choose_strategy
 from kubetune.spec.trainer import FSDP_METHODS, LLMConfig, LoraConfig, ModelConfig, TrainingConfig
+from kubetune.trainer.methods import method_support
 from kubetune.trainer.model_files import pretrained_location
 
 #: Levers ``auto`` keeps off for jobs of several processes until they pass the DDP/FSDP matrix
@@ -127,6 +128,14 @@ def largest_micro_batch(batches: list[list[int]], packed: bool) -> int:
     return max(sum(batch) if packed else len(batch) * max(batch) for batch in batches if batch)
 
 
+def _planned_targets(target_modules) -> tuple[str, ...] | str:
+    """The linears the plan counts adapters on: the names given, else every linear (PEFT's default set
+    for the architecture is at most that)."""
+    if target_modules is None or isinstance(target_modules, str):
+        return "all-linear"
+    return tuple(target_modules)
+
+
 def resolve_speed(
     config: LLMConfig,
     device: DeviceInfo,
@@ -153,6 +162,9 @@ def resolve_speed(
     causal = config.model.task == "causal-lm"
     token_method = config.method in TOKEN_METHODS
     multi = world_size > 1
+    lora_kernels = method_support(config).lora_kernels
+    # LoRA-family settings (the defaults for methods without a lora section: planned like LoRA).
+    lora = getattr(config.method_config, "lora", None) or LoraConfig()
     held: list[str] = []
 
     def lever(name: str, applies: bool) -> bool:
@@ -172,9 +184,7 @@ def resolve_speed(
         raise ConfigError(f"training.packing: {packing_problem}; set packing: false (or leave it auto)")
     packing = lever("packing", packing_problem is None)
     chunked = lever("chunked_loss", causal and token_method)
-    # The LoRA section (its defaults when the method has none) sizes the adapter in the plan.
-    lora = getattr(config.method_config, "lora", None) or LoraConfig()
-    fused = lever("fused_lora", config.method in ("lora", "qlora") and lora.dropout == 0)
+    fused = lever("fused_lora", lora_kernels and lora.dropout == 0)
     compiled = lever("compile", config.method not in ("prefix", "prompt"))
 
     strategy = t.distributed
@@ -185,11 +195,11 @@ def resolve_speed(
         world_size=world_size,
         strategy="ddp" if strategy == "auto" else strategy,
         compiled=compiled,
-        fused_lora=fused and config.method in ("lora", "qlora"),
+        fused_lora=fused and lora_kernels,
         chunked_loss=chunked,
         causal_lm=causal,
         lora_rank=lora.r,
-        lora_targets=lora.target_modules if isinstance(lora.target_modules, str) else tuple(lora.target_modules),
+        lora_targets=_planned_targets(lora.target_modules),
     )
     can_plan = cuda and shape is not None and device.memory_bytes is not None
     if strategy == "auto":

@@ -44,9 +44,10 @@ from kubetune.contracts.kubernetes import (
     TRAINJOB_LABEL,
     TRAINJOB_PLURAL,
     VERSION,
+    workspace_claim,
 )
 from kubetune.contracts.run_dir import SOURCE_KINDS
-from kubetune.contracts.types import Event, Job
+from kubetune.contracts.types import Event, Job, JobOutputs
 from kubetune.controller.api import NODE
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
 from kubetune.runtimes import Runtime, apply_runtime, runtime_from_manifest, unknown_runtime
@@ -300,9 +301,51 @@ class KubernetesBackend(RuntimeBackend):
             raise ConfigError(f"job {name!r} already ended ({job.status.value}); resubmit it to train again")
         self._set_suspend(name, False)
 
-    # deletion
-    def delete_job(self, name: str) -> None:
-        """Delete the TrainJob; its JobSet, pods, ConfigMaps and volume go with it (owner references).
+    # outputs and deletion
+    def _workspace(self, name: str) -> dict | None:
+        try:
+            claim = self.core.read_namespaced_persistent_volume_claim(workspace_claim(name), self.namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return self.api.sanitize_for_serialization(claim)
+
+    def get_job_outputs(self, name: str) -> JobOutputs:
+        """The job's workspace volume (``PersistentVolumeClaim/<name>-workspace``) and its capacity.
+
+        Raises:
+            JobNotFoundError: no such TrainJob.
+        """
+        self._trainjob(name)
+        claim = self._workspace(name)
+        if claim is None:
+            return JobOutputs([], None)
+        size = (claim.get("status") or {}).get("capacity", {}).get("storage") or (
+            claim.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+        )
+        size_bytes = int(kubernetes.utils.parse_quantity(size)) if size else None
+        return JobOutputs([f"PersistentVolumeClaim/{workspace_claim(name)}"], size_bytes)
+
+    def set_aside_outputs(self, spec: JobSpec) -> str | None:
+        """A volume cannot be renamed: refuse while the earlier job's workspace exists (a replacement
+        would reuse it and resume from its checkpoints).
+
+        Raises:
+            ConfigError: the workspace ``<name>-workspace`` exists.
+        """
+        if spec.name is not None and self._workspace(spec.name) is not None:
+            raise ConfigError(
+                f"job {spec.name!r} keeps its outputs on PersistentVolumeClaim {workspace_claim(spec.name)}; a "
+                f"replacement would resume from them: submit under another name, or remove them first with "
+                f"`kubetune delete {spec.name} --purge`"
+            )
+        return None
+
+    def delete_job(self, name: str, purge: bool = False) -> None:
+        """Delete the TrainJob; its JobSet, pods and ConfigMaps go with it (owner references).
+
+        The workspace volume (the trained model, checkpoints) is kept unless ``purge``.
 
         Raises:
             JobNotFoundError: no such TrainJob.
@@ -315,6 +358,12 @@ class KubernetesBackend(RuntimeBackend):
             if err.status == 404:
                 raise JobNotFoundError(f"no TrainJob {name!r} in namespace {self.namespace!r}") from None
             raise
+        if purge:
+            try:
+                self.core.delete_namespaced_persistent_volume_claim(workspace_claim(name), self.namespace)
+            except ApiException as err:
+                if err.status != 404:
+                    raise
 
 
 def _api_message(err: ApiException) -> str:

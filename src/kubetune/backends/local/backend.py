@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -26,14 +27,16 @@ from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_progress
-from kubetune.contracts.run_dir import SOURCE_KINDS, LocalHome, RunDir
-from kubetune.contracts.types import Event, Job, JobStatus, Step, StepStatus
+from kubetune.contracts.progress import read_phase
+from kubetune.contracts.run_dir import PREVIOUS_OUTPUT_PREFIX, SOURCE_KINDS, LocalHome, RunDir
+from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
 from kubetune.initializers.run import check_initializer
+from kubetune.initializers.sources import StorageLocation
 from kubetune.runtimes import Runtime, apply_runtime, list_runtimes, unknown_runtime
 from kubetune.spec.initializer import InitializerSpec
 from kubetune.spec.job import JobSpec, require_sources
-from kubetune.trainer.preflight import preflight
+from kubetune.trainer.preflight import Source, local_path, preflight_problems
 
 HOME_ENV = "KUBETUNE_HOME"
 #: Statuses ``resume_job`` continues from: stopped with a checkpoint, or interrupted (supervisor lost...).
@@ -120,34 +123,54 @@ class LocalBackend(RuntimeBackend):
 
     # submission
     def check(self, spec: JobSpec) -> None:
-        """Everything that can be checked before launching: raises ConfigError naming the field."""
-        if spec.runtime is not None:
-            self.get_runtime(spec.runtime)
-        if spec.resources.gpu:
-            import torch
+        """Everything that can be checked before launching.
 
-            have = torch.cuda.device_count()
-            if have < spec.resources.gpu:
-                raise ConfigError(
-                    f"resources.gpu: {spec.resources.gpu} GPUs per node requested, this machine has {have}"
-                )
-        if spec.initializer is not None:
-            for kind in SOURCE_KINDS:
-                source = getattr(spec.initializer, kind)
-                if source is not None:
-                    check_local_initializer(source, f"initializer.{kind}")
-        require_sources(spec)
+        Raises:
+            KubetuneError: the first of :meth:`problems` (naming the field, file, row and column).
+        """
+        problems = self.problems(spec)
+        if problems:
+            raise problems[0]
+
+    def problems(self, spec: JobSpec) -> list[KubetuneError]:
+        """Every problem that would stop ``spec`` here, checked without launching anything.
+
+        Runtime, GPUs, initializer sources, the model and dataset (files, format, a sample of
+        rows, tokenizer, LoRA target modules: :func:`~kubetune.trainer.preflight.preflight_problems`),
+        and the run directory (in use, writable, free disk). ``kubetune validate`` prints them all.
+        """
+        problems: list[KubetuneError] = []
+
+        def attempt(check, *args) -> None:
+            try:
+                check(*args)
+            except KubetuneError as err:
+                problems.append(err)
+
+        if spec.runtime is not None:
+            attempt(self.get_runtime, spec.runtime)
+        attempt(_check_gpus, spec.resources.gpu)
+        sources = spec.initializer
+        for kind in SOURCE_KINDS:
+            source = getattr(sources, kind) if sources is not None else None
+            if source is not None:
+                attempt(check_local_initializer, source, f"initializer.{kind}")
+        attempt(require_sources, spec)
+        model = None
         if spec.trainer_kind == "builtin":
-            sources = spec.initializer
-            preflight(
-                spec.trainer,
-                model_fetched=sources is not None and sources.model is not None,
-                dataset_fetched=sources is not None and sources.dataset is not None,
-            )
+            model, dataset = _builtin_sources(spec)
+            problems += preflight_problems(spec.trainer, model, dataset)
+        attempt(self._check_run_dir, spec, model)
+        return problems
+
+    def _check_run_dir(self, spec: JobSpec, model: Source | None) -> None:
         run_dir = self.run_dir_of(spec)
         for other, other_dir in self.store.active_run_dirs().items():
             if Path(other_dir) == run_dir:
                 raise ConfigError(f"output_dir: {run_dir} is in use by running job {other!r}")
+        check_writable(run_dir, "output_dir" if spec.output_dir is not None else "--home")
+        if model is not None:
+            check_free_space(run_dir, spec, model)
 
     def run_dir_of(self, spec: JobSpec) -> Path:
         """The job's run directory: the spec's ``output_dir`` or ``<home>/runs/<name>``."""
@@ -159,10 +182,7 @@ class LocalBackend(RuntimeBackend):
         """Apply the spec's runtime (its defaults under the spec's fields), check, record and launch it."""
         if spec.name is None:
             raise ConfigError("name: the local backend needs a job name")
-        if self.store.get(spec.name) is not None:
-            raise JobExistsError(
-                f"job {spec.name!r} already exists (see `kubetune jobs`; remove it with `kubetune delete {spec.name}`)"
-            )
+        self._free_name(spec.name)
         if spec.runtime is not None:
             spec = apply_runtime(spec, self.get_runtime(spec.runtime))
         self.check(spec)
@@ -185,6 +205,56 @@ class LocalBackend(RuntimeBackend):
             self.store.delete(spec.name)
             raise
         return spec.name
+
+    def _free_name(self, name: str) -> None:
+        """Let ``name`` be reused: a builtin job that failed before its first step is forgotten
+        (its files stay); any other job of that name refuses.
+
+        Raises:
+            JobExistsError: a job of that name exists (the message says how to replace it).
+        """
+        record = self.store.get(name)
+        if record is None:
+            return
+        job = self._view(record)
+        never_trained = job.trainer_kind == "builtin" and job.progress is None
+        if job.status == JobStatus.FAILED and never_trained:
+            self.store.delete(name)
+            shutil.rmtree(self.layout.log_dir(name), ignore_errors=True)
+            return
+        if job.status.is_terminal:
+            raise JobExistsError(
+                f"job {name!r} already exists ({job.status.value}); rerun it with `kubetune train --replace` "
+                f"(its outputs are kept) or remove it with `kubetune delete {name}`"
+            )
+        raise JobExistsError(
+            f"job {name!r} already exists and is {job.status.value}; wait for it (`kubetune wait {name}`) "
+            f"or stop it with `kubetune delete {name}`"
+        )
+
+    def set_aside_outputs(self, spec: JobSpec) -> str | None:
+        """Rename ``<run>/output`` to ``<run>/output.prev-<UTC timestamp>`` (nothing is deleted).
+
+        Raises:
+            ConfigError: a running job uses that run directory.
+        """
+        if spec.name is None:
+            return None
+        run_dir = self.run_dir_of(spec)
+        output = RunDir(run_dir).output
+        if not output.exists():
+            return None
+        for other, other_dir in self.store.active_run_dirs().items():
+            if Path(other_dir) == run_dir:
+                raise ConfigError(f"output_dir: {run_dir} is in use by running job {other!r}")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = run_dir / f"{PREVIOUS_OUTPUT_PREFIX}{stamp}"
+        counter = 1
+        while target.exists():
+            counter += 1
+            target = run_dir / f"{PREVIOUS_OUTPUT_PREFIX}{stamp}-{counter}"
+        output.rename(target)
+        return str(target)
 
     def _launch(self, name: str, run_dir: Path, tag: str) -> None:
         log_dir = self.layout.log_dir(name)
@@ -229,6 +299,8 @@ class LocalBackend(RuntimeBackend):
             job = self._record(job.name).job
         if job.run_dir is not None and job.trainer_kind == "builtin":
             job.progress = read_progress(RunDir(job.run_dir).metrics_file)
+            if not job.status.is_terminal:
+                job.phase = _phase(job)
         return job
 
     @staticmethod
@@ -329,7 +401,28 @@ class LocalBackend(RuntimeBackend):
         self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
 
     # deletion
-    def delete_job(self, name: str) -> None:
+    def _purgeable(self, record: JobRecord) -> list[Path]:
+        """What kubetune wrote for the job: the whole run directory when kubetune chose it, else its
+        ``output/`` (with earlier ones set aside) and the initializers' ``model/`` and ``dataset/``."""
+        run_dir = record.job.run_dir
+        if run_dir is None or not run_dir.exists():
+            return []
+        if record.managed_run_dir:
+            return [run_dir]
+        initialized = JobSpec.model_validate_json(record.spec_json).initializer
+        names = ["output"] + [
+            kind for kind in ("model", "dataset") if initialized is not None and getattr(initialized, kind)
+        ]
+        paths = [run_dir / name for name in names if (run_dir / name).exists()]
+        return paths + sorted(run_dir.glob(f"{PREVIOUS_OUTPUT_PREFIX}*"))
+
+    def get_job_outputs(self, name: str) -> JobOutputs:
+        """The job's outputs on disk (what ``delete_job(name, purge=True)`` removes) and their size."""
+        paths = self._purgeable(self._record(name))
+        return JobOutputs([str(path) for path in paths], sum(_disk_usage(path) for path in paths))
+
+    def delete_job(self, name: str, purge: bool = False) -> None:
+        """Stop the job's processes, remove its record and logs; its outputs stay unless ``purge``."""
         record = self._record(name)
         tag = job_tag(self.home, name, record.job.created_at)
         pid = record.supervisor_pid
@@ -340,10 +433,128 @@ class LocalBackend(RuntimeBackend):
         while (left := job_processes(tag)) and time.monotonic() < deadline:
             time.sleep(0.2)
         _kill_all(left)
+        purged = self._purgeable(record) if purge else []
         self.store.delete(name)
         shutil.rmtree(self.layout.log_dir(name), ignore_errors=True)
-        if record.managed_run_dir and record.job.run_dir is not None:
-            shutil.rmtree(record.job.run_dir, ignore_errors=True)
+        for path in purged:
+            shutil.rmtree(path, ignore_errors=True)
+        if purged and record.job.run_dir is not None and record.job.run_dir.is_dir():
+            with contextlib.suppress(OSError):
+                record.job.run_dir.rmdir()  # only when nothing else is left in it
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes the files under ``path`` take (links not followed)."""
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for root, _, files in os.walk(path):
+        for file in files:
+            with contextlib.suppress(OSError):
+                total += (Path(root) / file).lstat().st_size
+    return total
+
+
+def _phase(job: Job) -> str | None:
+    """What an active job is doing: fetching (its initializer steps), else the trainer's phase record."""
+    for step in job.steps:
+        if step.status == StepStatus.RUNNING and step.name.endswith("-initializer"):
+            return f"fetching {step.name.removesuffix('-initializer')}"
+    record = read_phase(RunDir(job.run_dir).output)
+    return record.describe() if record is not None else None
+
+
+def _check_gpus(wanted: int | None) -> None:
+    if wanted:
+        import torch
+
+        have = torch.cuda.device_count()
+        if have < wanted:
+            raise ConfigError(f"resources.gpu: {wanted} GPUs per node requested, this machine has {have}")
+
+
+def _builtin_sources(spec: JobSpec) -> tuple[Source | None, Source | None]:
+    """A builtin job's local model and dataset to check: the paths it names, or the local sources
+    its initializers copy (None when fetched from afar, or not given at all)."""
+    sources = spec.initializer
+    found: dict[str, Source | None] = {}
+    for kind in SOURCE_KINDS:
+        path = getattr(spec.trainer, kind).path
+        initializer = getattr(sources, kind) if sources is not None else None
+        found[kind] = None
+        if initializer is not None:
+            found[kind] = _local_source(initializer, f"initializer.{kind}.storage_uri")
+        elif path is not None:
+            found[kind] = Source(f"trainer.{kind}.path", path)
+    return found["model"], found["dataset"]
+
+
+def _local_source(initializer: InitializerSpec, field: str) -> Source | None:
+    """The user's own copy of what an initializer fetches, when it is on this machine (checked
+    there, so errors name the user's file, not the run directory's copy)."""
+    location = StorageLocation.parse(initializer.storage_uri)
+    if location.scheme == "file":
+        return Source(field, location.location)
+    if location.scheme == "pkg":
+        return Source(field, initializer.storage_uri)
+    return None
+
+
+def check_writable(run_dir: Path, field: str) -> None:
+    """The run directory exists and is writable, or can be created.
+
+    Raises:
+        ConfigError: it (or what is in its way) is a file, or the nearest existing folder is
+            not writable.
+    """
+    existing = run_dir
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == run_dir else f"is under a file ({existing})"
+        raise ConfigError(f"{field}: {run_dir} {what}; choose a folder")
+    writable = os.access(existing, os.W_OK | os.X_OK)
+    if writable and existing == run_dir and RunDir(run_dir).output.exists():
+        writable = os.access(RunDir(run_dir).output, os.W_OK | os.X_OK)
+    if not writable or not _can_create_in(existing):
+        raise ConfigError(f"{field}: cannot write to {run_dir} ({existing} is not writable)")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder`` (os.access says yes for /proc to root)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def check_free_space(run_dir: Path, spec: JobSpec, model: Source) -> None:
+    """The disk under the run directory has room for the outputs: the merged model and, for a full
+    fine-tune with checkpoints, weights plus optimizer state per kept checkpoint.
+
+    Raises:
+        ConfigError: fewer bytes free than the estimate (both printed).
+    """
+    try:
+        weights = _disk_usage(local_path(model))
+    except KubetuneError:
+        return  # reported by the model check
+    training = spec.trainer.training
+    need = weights if spec.trainer.output.save_merged else 0
+    if spec.trainer.method == "full" and training.checkpoint_every is not None:
+        need += 3 * weights * (training.keep_checkpoints or 1)  # weights + two Adam moments each
+    existing = run_dir
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise ConfigError(
+            f"output_dir: {run_dir} has {free / 2**20:,.1f} MiB free; this job writes about {need / 2**20:,.1f} MiB "
+            "(merged model, checkpoints)"
+        )
 
 
 def check_local_initializer(source: InitializerSpec, field: str) -> None:

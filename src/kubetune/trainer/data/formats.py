@@ -26,6 +26,8 @@ REQUIRED_COLUMNS = {
     "tagging": ("tokens", "tags"),
     "preference": ("prompt", "chosen", "rejected"),
 }
+#: Columns a format reads when present (absent or null: empty); they too must hold text.
+OPTIONAL_TEXT_COLUMNS = {"alpaca": ("input",)}
 
 ALPACA_PROMPT = (
     "Below is an instruction that describes a task{context}. "
@@ -56,41 +58,45 @@ class Example:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
-def class_names(rows: list[dict], config: DatasetConfig, source: str) -> list[str]:
+def class_names(rows: list[dict], config: DatasetConfig, places: list[str], source: str) -> list[str]:
     """The classes of a ``classification`` (``label``) or ``tagging`` (``tags``) dataset, in label-index order.
 
     ``dataset.labels`` wins; otherwise integer labels ``0..n-1`` name themselves, and string
-    labels are sorted.
+    labels are sorted. ``places[i]`` names row ``i`` in errors; ``source`` names the dataset.
 
     Raises:
         DataError: a row's label is not one of ``dataset.labels``, a row's tags are not a list, or
             fewer than two classes.
     """
-    by_row = [(index, label) for index, row in enumerate(rows) for label in _row_labels(row, config, source, index)]
+    column = "tags" if config.format == "tagging" else "label"
+    by_row = [
+        (place, label) for place, row in zip(places, rows, strict=True) for label in _row_labels(row, column, place)
+    ]
     seen = [label for _, label in by_row]
     if config.labels is not None:
         names = list(config.labels)
         allowed = set(names) | {str(i) for i in range(len(names))}
-        for index, label in by_row:
+        for place, label in by_row:
             if str(label) not in allowed:
-                raise DataError(f"{source}: row {index}: label {label!r} is not one of dataset.labels {names}")
+                raise DataError(f"{place}: column {column!r}: {label!r} is not one of dataset.labels {names}")
         return names
-    if all(isinstance(label, int) and not isinstance(label, bool) for label in seen):
+    if seen and all(isinstance(label, int) and not isinstance(label, bool) for label in seen):
         if min(seen) < 0:
-            raise DataError(f"{source}: integer labels must be 0 or more (found {min(seen)})")
+            place = by_row[seen.index(min(seen))][0]
+            raise DataError(f"{place}: column {column!r}: integer labels must be 0 or more (found {min(seen)})")
         names = [str(i) for i in range(max(seen) + 1)]
     else:
         names = sorted({str(label) for label in seen})
     if len(names) < 2:
-        raise DataError(f"{source}: a classification dataset needs at least two classes (found {names})")
+        raise DataError(f"{source}: a {config.format} dataset needs at least two classes (found {names})")
     return names
 
 
-def _row_labels(row: dict, config: DatasetConfig, source: str, index: int) -> list:
-    if config.format != "tagging":
+def _row_labels(row: dict, column: str, place: str) -> list:
+    if column == "label":
         return [row["label"]]
     if not isinstance(row["tags"], list):
-        raise DataError(f"{source}: row {index}: 'tags' must be a list (one tag per word)")
+        raise DataError(f"{place}: column 'tags' must be a list (one tag per word)")
     return row["tags"]
 
 
@@ -107,21 +113,78 @@ def load_preprocess(import_path: str) -> Callable[[dict], dict]:
     return func
 
 
-def map_columns(rows: list[dict], config: DatasetConfig, source: str) -> list[dict]:
-    """Apply the preprocess function and ``column_map``, then check the format's columns.
+def _kind_of(value: object) -> str:
+    """How a JSON-ish value is called in messages: ``a number (5)``, ``a list``, ``an object``."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "text"
+    return f"a {type(value).__name__}"
+
+
+def _check_row(row: dict, config: DatasetConfig, place: str) -> None:
+    """One mapped row has every column its format needs, each of the right type.
 
     Raises:
-        DataError: a row lacks a column the format needs (naming column, file and row).
+        DataError: naming the place (``file:line``), the column and what is wrong with it.
+    """
+    fmt = config.format
+    required = REQUIRED_COLUMNS[fmt]
+    missing = [col for col in required if col not in row]
+    if missing:
+        renamed = {ours: theirs for ours, theirs in config.column_map.items() if ours in missing}
+        hint = f" (mapped from {renamed})" if renamed else ""
+        present = ", ".join(sorted(map(str, row))) or "none"
+        raise DataError(
+            f"{place}: no column {', '.join(map(repr, missing))}{hint} needed by format '{fmt}'; "
+            f"columns present: {present}. Use dataset.column_map to rename."
+        )
+    for column in required + OPTIONAL_TEXT_COLUMNS.get(fmt, ()):
+        value = row.get(column)
+        if value is None:
+            if column in required:
+                raise DataError(f"{place}: column {column!r} is null; format '{fmt}' needs a value there")
+            continue
+        if column == "messages":
+            _normalise_messages(value, place)
+        elif column in ("tokens", "tags"):
+            if not isinstance(value, list):
+                raise DataError(
+                    f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs a list (one per word)"
+                )
+        elif column == "label":
+            if not isinstance(value, str | int) or isinstance(value, bool):
+                raise DataError(
+                    f"{place}: column 'label' is {_kind_of(value)}; a class label is text or a whole number"
+                )
+        elif not isinstance(value, str):
+            raise DataError(f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs text there")
+
+
+def map_columns(rows: list[dict], config: DatasetConfig, places: list[str]) -> list[dict]:
+    """Apply the preprocess function and ``column_map``, then check the format's columns and their types.
+
+    ``places[i]`` says where row ``i`` is (``file:line``, see :func:`~kubetune.trainer.data.readers.read_rows`).
+
+    Raises:
+        DataError: a row lacks a column the format needs, holds null there, or a value of the
+            wrong type (a number, list or object where text is needed; a malformed conversation),
+            naming file, line and column.
     """
     if config.preprocess:
         func = load_preprocess(config.preprocess)
         mapped = []
-        for index, row in enumerate(rows):
+        for place, row in zip(places, rows, strict=True):
             result = func(row)
             if not isinstance(result, dict):
                 raise DataError(
-                    f"{source}: row {index}: preprocess {config.preprocess} returned "
-                    f"{type(result).__name__}, expected a dict"
+                    f"{place}: preprocess {config.preprocess} returned {type(result).__name__}, expected a dict"
                 )
             mapped.append(result)
         rows = mapped
@@ -130,33 +193,31 @@ def map_columns(rows: list[dict], config: DatasetConfig, source: str) -> list[di
             {**row, **{ours: row[theirs] for ours, theirs in config.column_map.items() if theirs in row}}
             for row in rows
         ]
-    required = REQUIRED_COLUMNS[config.format]
-    for index, row in enumerate(rows):
-        missing = [col for col in required if row.get(col) is None]
-        if missing:
-            renamed = {ours: theirs for ours, theirs in config.column_map.items() if ours in missing}
-            hint = f" (mapped from {renamed})" if renamed else ""
-            present = ", ".join(sorted(map(str, row))) or "none"
-            raise DataError(
-                f"{source}: row {index} has no column {', '.join(map(repr, missing))}{hint} needed by "
-                f"format '{config.format}'; columns present: {present}. Use dataset.column_map to rename."
-            )
+    for place, row in zip(places, rows, strict=True):
+        _check_row(row, config, place)
     return rows
 
 
 def _normalise_messages(messages: object, where: str) -> list[dict]:
     """Accept OpenAI ({role, content}) and ShareGPT ({from, value}) messages; check role order."""
+    where = f"{where}: column 'messages'"
     if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where}: 'messages' must be a non-empty list")
+        raise DataError(f"{where} must be a non-empty list of messages (got {_kind_of(messages)})")
     roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
     out = []
-    for turn in messages:
+    for position, turn in enumerate(messages):
         if not isinstance(turn, dict):
-            raise DataError(f"{where}: each message must be an object with role and content")
-        role = roles.get(str(turn.get("role", turn.get("from"))))
+            raise DataError(f"{where}: message {position} is {_kind_of(turn)}, not an object with role and content")
+        given_role = turn.get("role", turn.get("from"))
+        role = roles.get(str(given_role)) if isinstance(given_role, str) else None
+        if role is None:
+            raise DataError(
+                f"{where}: message {position} has role {given_role!r}; roles are system, user and assistant"
+            )
         content = turn.get("content", turn.get("value"))
-        if role is None or not isinstance(content, str):
-            raise DataError(f"{where}: message {turn!r} needs role (system/user/assistant) and text content")
+        if not isinstance(content, str):
+            what = "no content" if content is None else f"content that is {_kind_of(content)}"
+            raise DataError(f"{where}: message {position} ({role}) has {what}; it needs text")
         out.append({"role": role, "content": content})
     body = out[1:] if out[0]["role"] == "system" else out
     expected = ["user", "assistant"]
