@@ -145,11 +145,11 @@ def test_chat_message_pairs_are_rendered_with_the_chat_template(tmp_path, smollm
 @pytest.mark.parametrize(
     ("row", "message"),
     [
-        ({"prompt": "p", "chosen": "a"}, "row 1 has no column 'rejected'"),
-        ({"prompt": "p", "rejected": "a"}, "row 1 has no column 'chosen'"),
-        ({"prompt": "p", "chosen": " same", "rejected": " same"}, "row 1: 'chosen' and 'rejected' are the same"),
-        ({"prompt": "p", "chosen": "  ", "rejected": "b"}, "row 1: 'chosen' is an empty response"),
-        ({"prompt": "p", "chosen": "a", "rejected": []}, "row 1: 'rejected' is an empty response"),
+        ({"prompt": "p", "chosen": "a"}, ":2: no column 'rejected'"),
+        ({"prompt": "p", "rejected": "a"}, ":2: no column 'chosen'"),
+        ({"prompt": "p", "chosen": " same", "rejected": " same"}, ":2: 'chosen' and 'rejected' are the same"),
+        ({"prompt": "p", "chosen": "  ", "rejected": "b"}, ":2: 'chosen' is an empty response"),
+        ({"prompt": "p", "chosen": "a", "rejected": []}, ":2: 'rejected' is an empty response"),
     ],
 )
 def test_bad_preference_rows_are_rejected_before_training(tmp_path, smollm2_dir, row, message):

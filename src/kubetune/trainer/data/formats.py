@@ -158,6 +158,11 @@ def _check_row(row: dict, config: DatasetConfig, place: str) -> None:
                 raise DataError(
                     f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs a list (one per word)"
                 )
+        elif fmt == "preference" and column in ("prompt", "chosen", "rejected"):
+            if not isinstance(value, str | list):
+                raise DataError(
+                    f"{place}: column {column!r} is {_kind_of(value)}; format 'preference' needs text or messages"
+                )
         elif column == "label":
             if not isinstance(value, str | int) or isinstance(value, bool):
                 raise DataError(
