@@ -15,6 +15,7 @@ import yaml
 from safetensors.torch import load_file
 from synthetic_jobs import make_spec
 
+from kubetune.trainer import checkpoint
 from kubetune.trainer.checkpoint import complete_checkpoints, latest_checkpoint
 
 STEPS = 8
@@ -94,3 +95,20 @@ def test_only_complete_step_folders_count_as_checkpoints(tmp_path):
             (root / name / "meta.json").write_text("{}")
     assert latest_checkpoint(root) == root / "step-10"
     assert latest_checkpoint(tmp_path / "none") is None
+
+
+def test_a_checkpoint_being_deleted_is_never_picked_even_if_the_delete_is_killed(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    for step in (4, 8):
+        (root / f"step-{step}" / "state").mkdir(parents=True)
+        (root / f"step-{step}" / "state" / "shard.distcp").write_bytes(b"x" * 64)
+        (root / f"step-{step}" / "meta.json").write_text("{}")
+
+    def killed_mid_delete(path):
+        raise KeyboardInterrupt(f"killed while deleting {path}")
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_mid_delete)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.remove_checkpoint(root / "step-8")
+    assert (root / "step-8" / "state" / "shard.distcp").exists()  # the kill left the files behind...
+    assert latest_checkpoint(root) == root / "step-4"  # ...but the folder no longer counts as complete

@@ -44,6 +44,8 @@ from kubetune.trainer.loop import DataPosition
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 #: The torch.distributed.checkpoint folder inside ``step-N``.
 STATE_DIR = "state"
+#: Written last into ``step-N``: its presence is what makes a checkpoint complete.
+META_FILE = "meta.json"
 
 
 @dataclass
@@ -62,7 +64,7 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
     found = []
     for child in root.iterdir():
         match = _STEP_DIR.match(child.name)
-        if match and child.is_dir() and (child / "meta.json").is_file():
+        if match and child.is_dir() and (child / META_FILE).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
 
@@ -76,6 +78,17 @@ def latest_checkpoint(root: Path) -> Path | None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def remove_checkpoint(path: Path) -> None:
+    """Delete a checkpoint so that a kill half-way never leaves a partial folder that looks complete.
+
+    ``meta.json`` goes first (and the folder is fsynced): from then on the folder is no longer
+    picked for resume, whatever the ``rmtree`` that follows manages to delete before a kill.
+    """
+    (path / META_FILE).unlink(missing_ok=True)
+    _fsync_dir(path)
+    shutil.rmtree(path)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -239,7 +252,7 @@ def save_checkpoint(
                 if file.is_file():
                     _fsync_file(file)
             _fsync_dir(tmp / STATE_DIR)
-            meta = tmp / "meta.json"
+            meta = tmp / META_FILE
             meta.write_text(json.dumps({"step": step, "world_size": ctx.world_size}), encoding="utf-8")
             _fsync_file(meta)
             _fsync_dir(tmp)
@@ -251,11 +264,11 @@ def save_checkpoint(
         raise _write_failed(os_error, final, root) from None
     if ctx.is_main:
         if final.exists():
-            shutil.rmtree(final)
+            remove_checkpoint(final)
         tmp.rename(final)
         _fsync_dir(root)
         for _, old in complete_checkpoints(root)[:-keep]:
-            shutil.rmtree(old)
+            remove_checkpoint(old)
     ctx.barrier()
     return final
 
@@ -278,7 +291,7 @@ def load_checkpoint(
     Raises:
         ConfigError: the data position does not map onto this run's global micro-batch.
     """
-    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=True)
     consumed = state["micro_batch"] * state["global_micro_batch"]
     micro_batch, rest = divmod(consumed, global_micro_batch)
