@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -512,8 +512,8 @@ class LLMConfig(StrictModel):
         data = merge_hugging_face_objects(data)
         for field, sections_of, every_section in _CHOICES:
             chosen = data.get(field, cls.model_fields[field].default)
-            if not isinstance(chosen, str):
-                continue  # the field's own validation names the allowed values
+            if chosen not in get_args(cls.model_fields[field].annotation):
+                continue  # an unknown value: the field's own validation names the allowed values
             allowed = sections_of(chosen)
             for section in every_section:
                 if data.get(section) is not None and section not in allowed:
