@@ -20,11 +20,15 @@ import os
 import signal
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import psutil
 
 from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.trainer.preemption import STOP_SIGNALS
+
+if TYPE_CHECKING:
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 # torchrun's agent turns these into "kill the workers"; SIGTERM and SIGUSR1 are forwarded instead.
 AGENT_SIGNALS = "SIGINT,SIGHUP,SIGQUIT"
@@ -52,18 +56,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(parse_args(argv))
     except ChildFailedError as err:
-        rank, failure = err.get_first_failure()
-        if failure.exitcode == PREEMPTED_EXIT_CODE:
+        status = exit_status(err)
+        if status == PREEMPTED_EXIT_CODE:
             print(
-                f"launch: workers stopped after a preemption checkpoint (rank {rank} first); "
-                f"exit status {PREEMPTED_EXIT_CODE}: resumable",
+                f"launch: workers stopped after a preemption checkpoint; exit status {status}: resumable",
                 file=sys.stderr,
                 flush=True,
             )
-            return PREEMPTED_EXIT_CODE
-        traceback.print_exc()
-        return 1
+        else:
+            traceback.print_exc()
+        return status
     return 0
+
+
+def exit_status(err: ChildFailedError) -> int:
+    """:data:`PREEMPTED_EXIT_CODE` when any worker exited with it, else 1.
+
+    A worker exits with that status only after every rank agreed to stop and the preemption
+    checkpoint is complete, so the job is resumable whatever the other ranks did afterwards: a
+    peer that was still tearing down (and failed on the closed connection, or was killed by the
+    agent) may even be recorded as the *first* failure, which is why the first failure alone
+    does not decide.
+    """
+    preempted = any(failure.exitcode == PREEMPTED_EXIT_CODE for failure in err.failures.values())
+    return PREEMPTED_EXIT_CODE if preempted else 1
 
 
 if __name__ == "__main__":
