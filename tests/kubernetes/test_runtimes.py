@@ -48,8 +48,8 @@ def test_filters_narrow_the_list():
 
 
 def test_unknown_runtime_names_the_close_ones():
-    with pytest.raises(ConfigError, match=r"unknown runtime 'llama3.1-8b-dpo'.*llama3.1-8b-lora"):
-        get_runtime("llama3.1-8b-dpo")
+    with pytest.raises(ConfigError, match=r"unknown runtime 'llama3.1-8b-grpo'.*llama3.1-8b-(dpo|lora)"):
+        get_runtime("llama3.1-8b-grpo")
 
 
 @pytest.mark.parametrize("name", [r.name for r in list_runtimes()])
