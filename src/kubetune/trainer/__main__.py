@@ -49,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
     except Preempted:
-        return PREEMPTED_EXIT_CODE
+        # Exit at once, without interpreter teardown: the checkpoint is complete and fsynced, and
+        # destructors of the distributed runtime racing a peer's exit could abort with SIGABRT.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(PREEMPTED_EXIT_CODE)
     print(f"done: {result.steps} steps; outputs in {result.output_dir}", flush=True)
     return 0
 

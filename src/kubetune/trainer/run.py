@@ -115,9 +115,17 @@ def run_training(
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ctx = init_distributed()
     try:
-        return _train(spec, RunDir(run_dir), ctx, config_file, stop)
-    finally:
+        result = _train(spec, RunDir(run_dir), ctx, config_file, stop)
+    except Preempted:
+        # Every rank passed the barrier after the preemption checkpoint: the process group is left
+        # as it is, because tearing it down while a peer is already exiting can abort the process
+        # (gloo: "terminate called without an active exception") and lose the preempted status.
+        raise
+    except BaseException:
         close_distributed(ctx)
+        raise
+    close_distributed(ctx)
+    return result
 
 
 def _train(
