@@ -28,13 +28,26 @@ class MetricsToTensorBoard:
         self.log_dir = log_dir
         self.enabled = tensorboard_available()
         self.offset = 0
+        self.inode: int | None = None
+        self.last_step = 0
         self.writer = None
 
     def export_new(self) -> int:
         """Write the records logged since the last call; returns how many."""
         if not self.enabled:
             return 0
+        try:
+            inode = self.metrics.stat().st_ino
+        except FileNotFoundError:
+            return 0
+        if inode != self.inode:
+            # The trainer replaced the file (a checkpoint annotated its last record, or a resume dropped
+            # the steps after its checkpoint): read it again from the start, skipping steps already written.
+            self.inode, self.offset = inode, 0
         records, self.offset = complete_records(self.metrics, self.offset)
+        records = [record for record in records if int(record["step"]) > self.last_step]
+        if records:
+            self.last_step = int(records[-1]["step"])
         if records and self.writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
