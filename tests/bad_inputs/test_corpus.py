@@ -434,12 +434,8 @@ def _model_for(case: DataCase, tmp_path: Path, tiny: Path, no_template: Path) ->
     return case.model
 
 
-@pytest.mark.parametrize("case", DATA_CASES, ids=lambda case: case.id)
-def test_dataset_or_model_is_refused_by_the_trainer(
-    case: DataCase, tmp_path, capsys, tiny_model_dir, no_template_model_dir
-):
-    from kubetune.trainer.__main__ import main
-
+def _case_job_file(case: DataCase, tmp_path: Path, tiny_model_dir, no_template_model_dir):
+    """Write the case's dataset and a job file training on it: ``(data, model, run dir, job file)``."""
     data = tmp_path / f"data{case.suffix}"
     data.write_bytes(case.content)
     model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
@@ -451,6 +447,16 @@ def test_dataset_or_model_is_refused_by_the_trainer(
     job["trainer"]["model"]["path"] = model
     config = tmp_path / "job.yaml"
     config.write_text(yaml.safe_dump(job), encoding="utf-8")
+    return data, model, run, config
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=lambda case: case.id)
+def test_dataset_or_model_is_refused_by_the_trainer(
+    case: DataCase, tmp_path, capsys, tiny_model_dir, no_template_model_dir
+):
+    from kubetune.trainer.__main__ import main
+
+    data, model, run, config = _case_job_file(case, tmp_path, tiny_model_dir, no_template_model_dir)
     code = main(["--config", str(config)])
     err = capsys.readouterr().err
     assert code == 2, err
@@ -471,17 +477,7 @@ def test_dataset_or_model_is_refused_before_launch_by_validate_and_train(
 
     from kubetune.cli.main import app
 
-    data = tmp_path / f"data{case.suffix}"
-    data.write_bytes(case.content)
-    model = _model_for(case, tmp_path, tiny_model_dir, no_template_model_dir)
-    run = tmp_path / "run"
-    job = merge(
-        base_job(Path(model), data, run),
-        {"trainer": {"dataset": case.dataset, "training": case.training, **case.trainer}},
-    )
-    job["trainer"]["model"]["path"] = model
-    config = tmp_path / "job.yaml"
-    config.write_text(yaml.safe_dump(job), encoding="utf-8")
+    data, model, run, config = _case_job_file(case, tmp_path, tiny_model_dir, no_template_model_dir)
     for command in ("validate", "train"):
         result = CliRunner().invoke(
             app, [command, "-f", str(config), "--home", str(isolated_kubetune_home)], env={"COLUMNS": "1000"}
