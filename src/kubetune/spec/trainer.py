@@ -26,7 +26,7 @@ UNSUPPORTED_TASKS = {
     "image-classification": "kubetune trains text models only",
 }
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
-DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging", "preference"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging", "preference", "prompt"]
 Precision = Literal["auto", "fp32", "bf16"]
 Distributed = Literal["auto", "ddp", "fsdp"]
 #: A speed setting: on, off, or ``auto`` (resolved once by the trainer from model, method, data and device).
@@ -97,6 +97,9 @@ class DatasetConfig(StrictModel):
     - ``preference``: ``prompt``, ``chosen``, ``rejected`` (plain strings, or message lists
       rendered with the tokenizer's chat template); for the preference objectives (``dpo``,
       ``simpo``, ``orpo``)
+    - ``prompt``: ``prompt`` (a string, or chat messages ending with a user turn, rendered with the
+      tokenizer's chat template and a generation prompt) plus any columns the reward functions
+      read; for ``objective: grpo``
     """
 
     path: str | None = Field(
@@ -306,7 +309,81 @@ class OrpoConfig(StrictModel):
     lambda_: float = Field(default=0.1, gt=0, alias="lambda", description="Weight of the odds-ratio term.")
 
 
-#: Dataset formats of the SFT objective (every format but ``preference``).
+#: The built-in reward functions of ``objective: grpo`` (see :class:`RewardFunctionConfig`).
+BUILTIN_REWARDS = ("exact_match", "regex")
+
+
+class RewardFunctionConfig(StrictModel):
+    """One reward function of ``objective: grpo`` and its weight in the total reward.
+
+    ``function`` is a built-in name or an import path ``package.module:function`` called as
+    ``function(prompt_row, completions) -> list[float]`` (the dataset row as a dict, the
+    completion texts of its group; one float per completion). Built-ins:
+
+    - ``exact_match``: 1.0 when the completion, stripped, equals the row's ``column`` value
+      (as text, stripped), else 0.0.
+    - ``regex``: 1.0 when ``pattern`` matches the whole stripped completion (``re.fullmatch``,
+      ``.`` matching newlines too), else 0.0.
+    """
+
+    function: str = Field(description="'exact_match', 'regex' or an import path 'package.module:function'.")
+    weight: float = Field(default=1.0, description="Factor of this function's reward in the total reward.")
+    column: str | None = Field(default=None, description="exact_match only: the dataset column holding the answer.")
+    pattern: str | None = Field(default=None, description="regex only: the pattern a completion must match.")
+
+    @model_validator(mode="after")
+    def _check_function(self) -> RewardFunctionConfig:
+        name = self.function
+        if name == "exact_match" and not self.column:
+            raise ValueError("reward 'exact_match' needs 'column': the dataset column holding the answer")
+        if name == "regex":
+            if self.pattern is None:
+                raise ValueError("reward 'regex' needs 'pattern'")
+            try:
+                re.compile(self.pattern)
+            except re.error as err:
+                raise ValueError(f"reward 'regex': pattern {self.pattern!r} does not compile: {err}") from None
+        if name not in BUILTIN_REWARDS:
+            module, _, func = name.partition(":")
+            if not module or not func:
+                raise ValueError(
+                    f"reward function {name!r} is neither a built-in ({', '.join(BUILTIN_REWARDS)}) "
+                    "nor an import path 'package.module:function'"
+                )
+        if name != "exact_match" and self.column is not None:
+            raise ValueError(f"'column' is a setting of reward 'exact_match', not of {name!r}")
+        if name != "regex" and self.pattern is not None:
+            raise ValueError(f"'pattern' is a setting of reward 'regex', not of {name!r}")
+        return self
+
+
+class GrpoConfig(StrictModel):
+    """GRPO: sample a group of completions per prompt with the policy, score them with reward
+    functions, and push up the completions that beat their group's mean (a clipped policy
+    gradient on group-normalised advantages, with an optional KL penalty to the reference)."""
+
+    rewards: list[RewardFunctionConfig] = Field(min_length=1, description="Reward functions, summed with weights.")
+    num_generations: int = Field(default=4, ge=2, description="Completions sampled per prompt (the group).")
+    max_new_tokens: int = Field(default=64, ge=1, description="Longest completion, in tokens.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="Nucleus sampling: keep the top-p probability mass.")
+    beta: float = Field(default=0.0, ge=0, description="Weight of the KL penalty to the reference model (0: none).")
+    epsilon: float = Field(default=0.2, gt=0, lt=1, description="Clip range of the probability ratio: 1 +- epsilon.")
+    loss_type: Literal["grpo", "dr_grpo", "dapo"] = Field(
+        default="grpo",
+        description="'grpo': mean per completion of its mean token loss; 'dr_grpo': token losses summed over "
+        "the step / (completions x max_new_tokens), advantages not divided by the group std; 'dapo': mean "
+        "over every completion token of the step.",
+    )
+    steps_per_generation: int = Field(
+        default=1, ge=1, description="Optimizer steps one round of generation feeds (later ones are off-policy)."
+    )
+    engine: Literal["hf"] = Field(
+        default="hf", description="Generation engine: 'hf' (the policy's own generate, KV cache, adapters on)."
+    )
+
+
+#: Dataset formats of the SFT objective (every format but ``preference`` and ``prompt``).
 SFT_FORMATS: tuple[str, ...] = ("alpaca", "messages", "completion", "text", "classification", "tagging")
 
 
@@ -341,6 +418,14 @@ class OrpoObjective(StrictModel):
     orpo: OrpoConfig = Field(default_factory=OrpoConfig)
 
 
+class GrpoObjective(StrictModel):
+    """``objective: grpo``: set in the ``grpo:`` section (which names the reward functions)."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("prompt",)
+    objective: Literal["grpo"] = "grpo"
+    grpo: GrpoConfig
+
+
 class RewardObjective(StrictModel):
     """``objective: reward``: a Bradley-Terry reward model (``model.task: sequence-classification``,
     one output): ``-log sigmoid(r(chosen) - r(rejected))`` per pair; no section of its own."""
@@ -351,15 +436,16 @@ class RewardObjective(StrictModel):
 
 #: The typed config of the chosen objective, told apart by ``objective``.
 ObjectiveConfig = Annotated[
-    SftObjective | DpoObjective | SimpoObjective | OrpoObjective | RewardObjective, Field(discriminator="objective")
+    SftObjective | DpoObjective | SimpoObjective | OrpoObjective | RewardObjective | GrpoObjective,
+    Field(discriminator="objective"),
 ]
 _OBJECTIVE_ADAPTER: TypeAdapter[ObjectiveConfig] = TypeAdapter(ObjectiveConfig)
 #: Each objective's config class, by objective name.
 OBJECTIVE_CONFIGS: dict[str, type[StrictModel]] = {
     cls.model_fields["objective"].default: cls
-    for cls in (SftObjective, DpoObjective, SimpoObjective, OrpoObjective, RewardObjective)
+    for cls in (SftObjective, DpoObjective, SimpoObjective, OrpoObjective, RewardObjective, GrpoObjective)
 }
-Objective = Literal["sft", "dpo", "simpo", "orpo", "reward"]
+Objective = Literal["sft", "dpo", "simpo", "orpo", "reward", "grpo"]
 
 
 def objective_sections(objective: str) -> tuple[str, ...]:
@@ -497,10 +583,11 @@ class LLMConfig(StrictModel):
         default=None, description="Settings of methods prefix and prompt."
     )
     peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
-    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo, orpo or reward.")
+    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo, orpo, reward or grpo.")
     dpo: DpoConfig | None = Field(default=None, description="Settings of objective 'dpo'.")
     simpo: SimpoConfig | None = Field(default=None, description="Settings of objective 'simpo'.")
     orpo: OrpoConfig | None = Field(default=None, description="Settings of objective 'orpo'.")
+    grpo: GrpoConfig | None = Field(default=None, description="Settings of objective 'grpo' (its reward functions).")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
@@ -560,6 +647,14 @@ class LLMConfig(StrictModel):
                 f"objective {self.objective!r} trains on dataset.format {' or '.join(map(repr, formats))}, "
                 f"not format {self.dataset.format!r}"
             )
+        if self.objective == "grpo" and self.grpo is None:
+            raise ValueError("objective 'grpo' needs a 'grpo' section naming its reward functions")
+        if self.objective == "grpo":
+            if self.dataset.eval_fraction > 0:
+                raise ValueError("objective 'grpo' has no eval loss: leave dataset.eval_fraction at 0")
+            for name in ("packing", "compile"):
+                if getattr(self.training, name) is True:
+                    raise ValueError(f"training.{name} cannot be combined with objective 'grpo'")
         if self.objective != "sft" and self.training.chunked_loss is True:
             raise ValueError(f"training.chunked_loss cannot be combined with objective {self.objective!r}")
         if self.objective != "sft" and self.training.distributed == "fsdp":

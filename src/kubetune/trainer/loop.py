@@ -109,6 +109,11 @@ class MicroBatchStream:
                 yield batch
             self.position = DataPosition(epoch + 1, 0)
 
+    def step_metrics(self, seconds: float) -> dict[str, float]:
+        """Values the stream adds to the record of the step that just ended (none here; a stream
+        that generates its data reports on it, see :mod:`kubetune.trainer.rollout`)."""
+        return {}
+
 
 @dataclass
 class StepEnd:
@@ -248,6 +253,7 @@ def run_loop(
         scheduler.step()
         losses.append(result.loss)
         seconds = time.perf_counter() - started
+        stream_values = stream.step_metrics(seconds)
         eval_loss = None
         if eval_examples and (step == steps or (config.eval_every and step % config.eval_every == 0)):
             eval_loss = round(evaluate(model, eval_examples, config, pad_token_id, device), 6)
@@ -263,7 +269,7 @@ def run_loop(
                 eval_loss=eval_loss,
                 epoch=stream.position.epoch,
                 gpu_peak_gib=_peak_gib(device),
-                **{name: round(value, 6) for name, value in result.objective.items()},
+                **{name: round(value, 6) for name, value in {**result.objective, **stream_values}.items()},
             )
         end = on_step_end(step) if on_step_end is not None else None
         if end is not None and end.stop:

@@ -44,8 +44,10 @@ from kubetune.trainer.model_loading import (
     prepare_for_training,
 )
 from kubetune.trainer.objectives import build_objective, prepare_objective
+from kubetune.trainer.objectives.grpo import Grpo
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
+from kubetune.trainer.rollout import build_rollout
 from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
 from kubetune.trainer.sharded_loading import load_sharded
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
@@ -155,6 +157,10 @@ def _train(
     )
     # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
     # before the model is loaded.
+    objective = build_objective(config)
+    if objective.speed_overrides:
+        training_fixed = config.training.model_copy(update=objective.speed_overrides)
+        config = config.model_copy(update={"training": training_fixed})
     batches = _planned_batches(data.train, config.training, ctx.world_size)
     shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
     speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
@@ -176,7 +182,6 @@ def _train(
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
             compile_layers(inner)
 
-    objective = build_objective(config)
     phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
     if ctx.world_size > 1 and strategy == "fsdp":
         if objective.name != "sft":
@@ -223,6 +228,10 @@ def _train(
     optimizer = build_optimizer(model, training)
     scheduler = build_scheduler(optimizer, training, steps)
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
+    if isinstance(objective, Grpo):  # the prompts become scored completions, sampled as training goes
+        bf16 = training.precision == "bf16"
+        accumulate = training.gradient_accumulation_steps
+        stream = build_rollout(stream, objective, unwrap_model(model), tokenizer, accumulate, ctx.device, bf16)
 
     checkpoints = layout.checkpoints
     global_micro_batch = training.batch_size * ctx.world_size

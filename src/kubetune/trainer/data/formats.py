@@ -25,6 +25,7 @@ REQUIRED_COLUMNS = {
     "classification": ("text", "label"),
     "tagging": ("tokens", "tags"),
     "preference": ("prompt", "chosen", "rejected"),
+    "prompt": ("prompt",),
 }
 #: Columns a format reads when present (absent or null: empty); they too must hold text.
 OPTIONAL_TEXT_COLUMNS = {"alpaca": ("input",)}
@@ -158,10 +159,10 @@ def _check_row(row: dict, config: DatasetConfig, place: str) -> None:
                 raise DataError(
                     f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs a list (one per word)"
                 )
-        elif fmt == "preference" and column in ("prompt", "chosen", "rejected"):
+        elif fmt in ("preference", "prompt") and column in ("prompt", "chosen", "rejected"):
             if not isinstance(value, str | list):
                 raise DataError(
-                    f"{place}: column {column!r} is {_kind_of(value)}; format 'preference' needs text or messages"
+                    f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs text or messages"
                 )
         elif column == "label":
             if not isinstance(value, str | int) or isinstance(value, bool):

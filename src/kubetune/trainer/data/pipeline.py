@@ -11,6 +11,7 @@ from kubetune.errors import DataError
 from kubetune.spec.trainer import DatasetConfig
 from kubetune.trainer.data.formats import Example, Tokenizer, class_names, map_columns
 from kubetune.trainer.data.preference import PreferenceExample, PreferenceTokenizer
+from kubetune.trainer.data.prompts import PromptExample, PromptTokenizer
 from kubetune.trainer.data.readers import DatasetRows, read_rows
 
 
@@ -18,8 +19,8 @@ from kubetune.trainer.data.readers import DatasetRows, read_rows
 class PreparedData:
     """Tokenized examples and what happened on the way."""
 
-    train: list[Example] | list[PreferenceExample]
-    eval: list[Example] | list[PreferenceExample]
+    train: list[Example] | list[PreferenceExample] | list[PromptExample]
+    eval: list[Example] | list[PreferenceExample] | list[PromptExample]
     rows_read: int
     truncated: int
     dropped_without_targets: int
@@ -30,7 +31,7 @@ class PreparedData:
 class TokenizedRows:
     """The examples rows became, and what was cut or dropped on the way."""
 
-    examples: list[Example] | list[PreferenceExample]
+    examples: list[Example] | list[PreferenceExample] | list[PromptExample]
     truncated: int
     dropped_without_targets: int
     label_names: list[str] | None
@@ -48,7 +49,7 @@ def tokenize_rows(read: DatasetRows, config: DatasetConfig, path: Path, tokenize
     rows = map_columns(read.rows, config, read.places)
     with_labels = config.format in ("classification", "tagging")
     label_names = class_names(rows, config, read.places, str(path)) if with_labels else None
-    tokenizer_class = PreferenceTokenizer if config.format == "preference" else Tokenizer
+    tokenizer_class = {"preference": PreferenceTokenizer, "prompt": PromptTokenizer}.get(config.format, Tokenizer)
     tokenize = tokenizer_class(tokenizer, config, max_seq_len, label_names)
     examples: list = []
     dropped = 0

@@ -18,6 +18,7 @@ from kubetune.trainer.distributed import DistributedContext
 from kubetune.trainer.methods import trains_adapter
 from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, PrepareContext
 from kubetune.trainer.objectives.dpo import Dpo
+from kubetune.trainer.objectives.grpo import Grpo
 from kubetune.trainer.objectives.orpo import Orpo
 from kubetune.trainer.objectives.reward import Reward
 from kubetune.trainer.objectives.sft import SftObjective
@@ -30,6 +31,7 @@ OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "simpo": Simpo,
     "orpo": Orpo,
     "reward": Reward,
+    "grpo": Grpo,
 }
 
 

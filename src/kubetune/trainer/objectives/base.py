@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -65,6 +65,8 @@ class Objective:
     name: str = ""
     #: Output names of the classification head the objective trains (None: the data's classes).
     head_labels: tuple[str, ...] | None = None
+    #: Speed settings the objective cannot use, fixed before the speed plan resolves ``auto``.
+    speed_overrides: ClassVar[dict[str, bool]] = {}
 
     def collate(self, examples: list, pad_token_id: int, packing: bool) -> dict[str, Any]:
         """Host tensors for one micro-batch of ``examples`` (padded, or one packed row)."""
