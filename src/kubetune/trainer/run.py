@@ -162,6 +162,8 @@ def _train(
         training_fixed = config.training.model_copy(update=objective.speed_overrides)
         config = config.model_copy(update={"training": training_fixed})
     batches = _planned_batches(data.train, config.training, ctx.world_size)
+    if isinstance(objective, Grpo):  # a micro-batch of prompts trains on their groups of completions
+        batches = [objective.planned_batch(lengths) for lengths in batches]
     shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
     speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
     config = config.model_copy(update={"training": speed.training})

@@ -159,6 +159,12 @@ class Grpo(Objective):
         self.full_finetune = False
         self.pad_token_id = 0
 
+    def planned_batch(self, prompt_lengths: list[int]) -> list[int]:
+        """The sequence lengths a micro-batch of prompts of ``prompt_lengths`` trains on (for the
+        memory plan): ``num_generations`` completions of up to ``max_new_tokens`` per prompt."""
+        longest = self.config.max_new_tokens
+        return [length + longest for length in prompt_lengths for _ in range(self.config.num_generations)]
+
     def prepare(self, model: torch.nn.Module, context: PrepareContext) -> None:
         """Check every prompt row has the columns the rewards read; keep a frozen reference copy
         for a full fine-tune with ``beta > 0`` (adapter methods switch their adapters off instead)."""
