@@ -91,6 +91,7 @@ def cases(tiny: bool) -> list[Case]:
         Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 8, steps=24, warmup=4),
         Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 8, steps=24, warmup=4),
         Case("8b-full-fixed-fsdp-4gpu", "8b", "full", "fsdp", 4, "fixed", 2, packing=False, compile=True),
+        Case("8b-full-fixed-fsdp-4gpu-b4", "8b", "full", "fsdp", 4, "fixed", 4, packing=False, compile=True),
         Case("70b-lora-fixed-fsdp-4gpu", "70b", "lora", "fsdp", 4, "fixed", 1, packing=False, checkpointing=1.0,
              steps=4, warmup=1),
     ]  # fmt: skip
