@@ -134,7 +134,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="kt-preempt-"))
     work.mkdir(parents=True, exist_ok=True)
     data = write_data(work / "train.jsonl")
-    models = [("smollm2-135m", args.model, ("lora", "full"))]
+    # --model may be a tokenizer folder only (no weights) when --shapes gives the models.
+    has_weights = any(args.model.glob("*.safetensors"))
+    models = [("smollm2-135m", args.model, ("lora", "full"))] if has_weights else []
     for shape in filter(None, args.shapes.split(",")):
         methods = ("lora",) if shape == "8b" else ("lora", "full")
         models.append((f"llama-random-{shape}", shaped_model(args.model, work / f"model-{shape}", shape), methods))
