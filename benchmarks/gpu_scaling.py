@@ -439,7 +439,9 @@ def entry_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
 
 
 def host_memory_rows(model: Path, tiny: bool) -> dict:
-    """Peak host memory (RSS) per process while 4 FSDP2 processes load ``model`` from disk and train 3 LoRA steps.
+    """Peak host memory (RSS) per process while 4 FSDP2 processes (or one per GPU, if fewer) load ``model`` from disk.
+
+    The processes then train 3 LoRA steps.
 
     Each rank builds the model on the meta device; rank 0 alone reads the safetensors files and
     broadcasts each rank's shards, so the bound is one copy of the weights on rank 0 (plus the
@@ -462,7 +464,10 @@ def host_memory_rows(model: Path, tiny: bool) -> dict:
     from kubetune.spec.job import JobSpec
 
     spec = validate_config(JobSpec, {"name": "hostmem", "trainer": trainer, "output_dir": str(run)})
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
+    import torch
+
+    procs = 4 if tiny or not torch.cuda.is_available() else min(4, torch.cuda.device_count())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
     command += ["-m", "kubetune.trainer", "--config", str(_write_spec(spec, run))]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peaks: dict[int, int] = {}
@@ -479,6 +484,7 @@ def host_memory_rows(model: Path, tiny: bool) -> dict:
     ranks = sorted((rss for rss in peaks.values() if rss > 2**28), reverse=True)  # the workers, not torchrun
     report = {
         "rc": proc.returncode,
+        "processes": procs,
         "weights_on_disk_gib": round(weights / 2**30, 2),
         "peak_rss_gib_per_worker": [round(r / 2**30, 2) for r in ranks],
         "peak_rss_gib_total": round(sum(ranks) / 2**30, 2),
@@ -545,7 +551,7 @@ def main() -> None:
         "--only", default="", help="comma-separated case-name substrings, 'entry', 'resume', 'multinode'"
     )
     parser.add_argument("--tokenizer", type=Path, help="folder with a tokenizer for the small on-disk model")
-    parser.add_argument("--host-memory-model", type=Path, help="a model folder: measure host memory of 4 FSDP2 ranks")
+    parser.add_argument("--host-memory-model", type=Path, help="measure host memory of FSDP2 ranks loading it")
     parser.add_argument("--worker")
     parser.add_argument("--result", type=Path)
     args = parser.parse_args()
