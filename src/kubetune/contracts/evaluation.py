@@ -66,3 +66,29 @@ class EvalReport:
             step=record.get("step"),
             samples=[EvalSample(**sample) for sample in record.get("samples") or []],
         )
+
+
+@dataclass(frozen=True)
+class EvalComparison:
+    """A base model and a fine-tuned one scored on the same file (``kubetune eval --compare``)."""
+
+    base: EvalReport
+    tuned: EvalReport
+
+    @property
+    def delta(self) -> dict[str, float]:
+        """Fine-tuned minus base, per metric both have."""
+        return {
+            name: round(value - self.base.metrics[name], 4)
+            for name, value in self.tuned.metrics.items()
+            if name in self.base.metrics
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"base": report, "tuned": report, "delta": {metric: tuned - base}}``."""
+        return {"base": self.base.to_json(), "tuned": self.tuned.to_json(), "delta": self.delta}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> EvalComparison:
+        """Read :meth:`to_json`'s form."""
+        return cls(EvalReport.from_json(record["base"]), EvalReport.from_json(record["tuned"]))

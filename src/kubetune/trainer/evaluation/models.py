@@ -27,6 +27,8 @@ class ModelTarget:
     weights: Path
     adapter: Path | None = None
     task: str = "causal-lm"
+    #: The run directory of the job whose output this is (its ``config.yaml`` says how it read data).
+    run: RunDir | None = None
 
     @property
     def tokenizer_path(self) -> Path:
@@ -36,7 +38,7 @@ class ModelTarget:
         return self.weights
 
 
-def _job_run(path: Path) -> RunDir | None:
+def job_run(path: Path) -> RunDir | None:
     """The run directory ``path`` is (or whose ``output/`` it is), when it holds exports."""
     for run in (RunDir(path), RunDir(path.parent)):
         if run.output in (path, path / run.output.name) and (run.merged.is_dir() or run.adapter.is_dir()):
@@ -61,7 +63,7 @@ def _task_of(folder: Path) -> str:
     return "sequence-classification" if any(str(a).endswith(_CLASSIFIER_SUFFIX) for a in architectures) else "causal-lm"
 
 
-def _adapter_target(adapter: Path, base: Path | None, label: str) -> ModelTarget:
+def _adapter_target(adapter: Path, base: Path | None, label: str, run: RunDir | None = None) -> ModelTarget:
     config = _read_json(adapter / ADAPTER_CONFIG)
     if base is None:
         named = config.get("base_model_name_or_path")
@@ -72,7 +74,7 @@ def _adapter_target(adapter: Path, base: Path | None, label: str) -> ModelTarget
         base = Path(named)
     pretrained_location(base)
     task = "sequence-classification" if config.get("task_type") == "SEQ_CLS" else "causal-lm"
-    return ModelTarget(label, base, adapter, task)
+    return ModelTarget(label, base, adapter, task, run)
 
 
 def resolve_model(path: Path, adapter: Path | None = None, base: Path | None = None, label: str | None = None):
@@ -94,11 +96,11 @@ def resolve_model(path: Path, adapter: Path | None = None, base: Path | None = N
         if not (adapter / ADAPTER_CONFIG).is_file():
             raise ModelError(f"{adapter}: not a PEFT adapter folder (no {ADAPTER_CONFIG})")
         return _adapter_target(adapter, path, label)
-    run = _job_run(path)
+    run = job_run(path)
     if run is not None:
         if (run.merged / "config.json").is_file():
-            return ModelTarget(label, run.merged, task=_task_of(run.merged))
-        return _adapter_target(run.adapter, base, label)
+            return ModelTarget(label, run.merged, task=_task_of(run.merged), run=run)
+        return _adapter_target(run.adapter, base, label, run)
     if path.is_dir() and (path / ADAPTER_CONFIG).is_file():
         return _adapter_target(path, base, label)
     _, extra = pretrained_location(path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubetune.errors import ConfigError
+from kubetune.errors import ConfigError, DataError
 from kubetune.spec.evaluation import CLASSIFICATION_FORMATS, EvaluationConfig, check_metrics, default_metrics
 from kubetune.spec.trainer import DatasetConfig
 from kubetune.trainer.data.formats import Tokenizer, map_columns
@@ -65,6 +65,35 @@ def eval_dataset_config(
     if label_names is not None:
         update["labels"] = list(label_names)
     return base.model_copy(update=update)
+
+
+#: The columns that tell a file's format when none is given, most specific first.
+_FORMAT_COLUMNS = (
+    ("messages", ("messages",)),
+    ("preference", ("prompt", "chosen", "rejected")),
+    ("alpaca", ("instruction", "output")),
+    ("completion", ("prompt", "completion")),
+    ("classification", ("text", "label")),
+)
+
+
+def infer_format(path: Path) -> str:
+    """The format of a held-out file from the columns of its first row (for files scored without a job).
+
+    Raises:
+        DataError: the file is unreadable, or its columns fit no format that can be scored.
+    """
+    from kubetune.trainer.data.readers import read_rows
+
+    first = read_rows(path, limit=1)
+    columns = set(first.rows[0])
+    for data_format, needed in _FORMAT_COLUMNS:
+        if columns >= set(needed):
+            return data_format
+    raise DataError(
+        f"{first.places[0]}: cannot tell the format from the columns {sorted(columns)}; give the format "
+        "(alpaca: instruction/output, completion: prompt/completion, messages, preference, classification: text/label)"
+    )
 
 
 def read_eval_rows(evaluation: EvaluationConfig, dataset: DatasetConfig | None, path: Path) -> DatasetRows:
