@@ -140,6 +140,7 @@ class Phase(str, Enum):
     TOKENIZING = "tokenizing"
     COMPILING = "compiling"
     TRAINING = "training"
+    EVALUATING = "evaluating"
     EXPORTING = "exporting"
 
 
