@@ -30,13 +30,6 @@ class ModelTarget:
     #: The run directory of the job whose output this is (its ``config.yaml`` says how it read data).
     run: RunDir | None = None
 
-    @property
-    def tokenizer_path(self) -> Path:
-        """Where the tokenizer is: the adapter folder (exports save it there) or the weights."""
-        if self.adapter is not None and any(self.adapter.glob("tokenizer*")):
-            return self.adapter
-        return self.weights
-
 
 def job_run(path: Path) -> RunDir | None:
     """The run directory ``path`` is (or whose ``output/`` it is), when it holds exports."""
@@ -120,7 +113,7 @@ def load_target(target: ModelTarget, device: str | None = None):
 
     on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     config = ModelConfig(task=target.task)
-    tokenizer = load_tokenizer(target.tokenizer_path, config)
+    tokenizer = load_tokenizer(target.weights, config)  # an adapter export saves the base's tokenizer
     precision = "bf16" if on.type == "cuda" else "fp32"
     model = load_model(target.weights, config, precision, pad_token_id=tokenizer.pad_token_id)
     if target.adapter is not None:
