@@ -331,8 +331,8 @@ def test_grpo_config_errors_are_one_line_naming_the_fields(grpo, names):
 @pytest.mark.parametrize(
     ("function", "message"),
     [
-        ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
-        ("grpo_tasks:missing", "module 'grpo_tasks' has no function 'missing'"),
+        ("no_such_module_xyz:f", "grpo.rewards: cannot import module 'no_such_module_xyz'"),
+        ("grpo_tasks:missing", "grpo.rewards: 'grpo_tasks' has no function 'missing'"),
     ],
 )
 def test_a_reward_function_that_cannot_be_imported_stops_the_job_before_the_model_loads(

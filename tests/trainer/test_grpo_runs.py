@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -16,9 +14,8 @@ import yaml
 from grpo_tasks import COLOURS, colour_prompt
 from safetensors.torch import load_file
 from synthetic_jobs import WORDS, make_spec, write_jsonl
-from test_resume import _launch, _metrics
+from test_resume import _launch, _metrics, kill_after_first_checkpoint
 
-from kubetune.trainer.checkpoint import complete_checkpoints, latest_checkpoint
 from kubetune.trainer.metrics import read_metrics
 from kubetune.trainer.run import run_training
 
@@ -88,16 +85,7 @@ def test_sigkilled_grpo_run_resumes_with_the_same_prompts_and_samples(colour_run
     data, straight_dir = colour_run
     broken_dir = tmp_path / "broken"
     spec = _colour_spec(smollm2_dir, data, broken_dir)
-    broken = _launch(spec, broken_dir)
-    checkpoints = broken_dir / "output" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(checkpoints) is None:
-        assert broken.poll() is None, broken.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.kill(broken.pid, signal.SIGKILL)
-    broken.wait()
-    killed_at = max(step for step, _ in complete_checkpoints(checkpoints))
+    killed_at = max(kill_after_first_checkpoint(_launch(spec, broken_dir), broken_dir))
     assert killed_at < STEPS
     result = run_training(spec, broken_dir)
     assert result.resumed_from is not None and result.resumed_from.name == f"step-{killed_at}"

@@ -42,6 +42,21 @@ def _launch(spec, run_dir) -> subprocess.Popen:
     )
 
 
+def kill_after_first_checkpoint(process: subprocess.Popen, run_dir) -> list[int]:
+    """SIGKILL ``process`` as soon as its first complete checkpoint appears; the steps of the
+    complete checkpoints it left."""
+    checkpoints = run_dir / "output" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while latest_checkpoint(checkpoints) is None:
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return [step for step, _ in complete_checkpoints(checkpoints)]
+
+
 def _metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "output" / "metrics.jsonl").read_text().splitlines()]
 
@@ -52,17 +67,8 @@ def test_sigkilled_run_resumes_and_matches_an_uninterrupted_run(tmp_path, smollm
     straight_dir, broken_dir = tmp_path / "straight", tmp_path / "broken"
     straight = _launch(make_spec(smollm2_dir, swap_data, straight_dir, training=TRAINING, lora=lora), straight_dir)
     broken_spec = make_spec(smollm2_dir, swap_data, broken_dir, training=TRAINING, lora=lora)
-    broken = _launch(broken_spec, broken_dir)
+    killed_at = kill_after_first_checkpoint(_launch(broken_spec, broken_dir), broken_dir)
     checkpoints = broken_dir / "output" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(checkpoints) is None:
-        assert broken.poll() is None, broken.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.kill(broken.pid, signal.SIGKILL)
-    broken.wait()
-    assert broken.returncode == -signal.SIGKILL
-    killed_at = [step for step, _ in complete_checkpoints(checkpoints)]
     assert killed_at and max(killed_at) < STEPS
     assert not (broken_dir / "output" / "adapter").exists()
     # A half-written checkpoint (as a crash mid-save leaves it) must never be picked.

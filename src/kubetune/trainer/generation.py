@@ -104,13 +104,5 @@ class HfGenerate:
         """Nothing to do: ``generate`` runs on the live policy."""
 
 
-def build_engine(
-    model: torch.nn.Module,
-    config: GrpoConfig,
-    pad_token_id: int,
-    eos_token_id: int,
-    device: torch.device,
-    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> GenerationEngine:
-    """The engine ``config.engine`` names (``hf``)."""
-    return HfGenerate(model, config, pad_token_id, eos_token_id, device, autocast)
+#: Each generation engine, by the name ``grpo.engine`` gives (built like :class:`HfGenerate`).
+ENGINES: dict[str, Callable[..., GenerationEngine]] = {"hf": HfGenerate}

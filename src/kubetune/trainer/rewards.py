@@ -10,15 +10,15 @@ the function and the row.
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from numbers import Real
 
-from kubetune.errors import ConfigError, DataError
+from kubetune.errors import DataError
 from kubetune.spec.trainer import RewardFunctionConfig
+from kubetune.trainer.user_code import import_function
 
 #: What a reward function is: ``(prompt_row, completions) -> one float per completion``.
 RewardFn = Callable[[dict, list[str]], Sequence[float]]
@@ -42,18 +42,6 @@ def regex_format(pattern: str) -> RewardFn:
         return [float(compiled.fullmatch(text.strip()) is not None) for text in completions]
 
     return score
-
-
-def _import(path: str) -> RewardFn:
-    module_name, _, func_name = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"grpo.rewards: cannot import module {module_name!r} of {path!r}: {err}") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise ConfigError(f"grpo.rewards: module {module_name!r} has no function {func_name!r}")
-    return func
 
 
 @dataclass(frozen=True)
@@ -108,7 +96,7 @@ def load_rewards(configs: list[RewardFunctionConfig]) -> list[RewardFunction]:
         elif config.function == "regex":
             fn, base = regex_format(config.pattern or ""), "regex"
         else:
-            fn, base = _import(config.function), config.function.partition(":")[2]
+            fn, base = import_function(config.function, "grpo.rewards"), config.function.partition(":")[2]
         seen[base] = seen.get(base, 0) + 1
         name = base if seen[base] == 1 else f"{base}_{seen[base]}"
         loaded.append(RewardFunction(name, fn, config.weight, config.column))

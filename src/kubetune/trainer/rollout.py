@@ -29,7 +29,7 @@ from functools import partial
 import torch
 
 from kubetune.trainer.data.prompts import PromptExample
-from kubetune.trainer.generation import GenerationEngine, build_engine
+from kubetune.trainer.generation import ENGINES, GenerationEngine
 from kubetune.trainer.loop import DataPosition, MicroBatchStream
 from kubetune.trainer.objectives.grpo import Completion, Grpo, completion_logps, group_advantages
 
@@ -201,7 +201,8 @@ def build_rollout(
 ) -> RolloutStream:
     """The rollout stream of a GRPO run, sampling with the engine ``grpo.engine`` names."""
     autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
-    engine = build_engine(model, objective.config, tokenizer.pad_token_id, tokenizer.eos_token_id, device, autocast)
+    config = objective.config
+    engine = ENGINES[config.engine](model, config, tokenizer.pad_token_id, tokenizer.eos_token_id, device, autocast)
     return RolloutStream(
         prompts,
         objective,

@@ -8,12 +8,12 @@ learns to stop.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kubetune.errors import ConfigError, DataError
+from kubetune.errors import DataError
 from kubetune.spec.trainer import DatasetConfig
+from kubetune.trainer.user_code import import_function
 
 IGNORE_INDEX = -100
 
@@ -103,15 +103,7 @@ def _row_labels(row: dict, column: str, place: str) -> list:
 
 def load_preprocess(import_path: str) -> Callable[[dict], dict]:
     """Import the user's ``module:function`` row mapper."""
-    module_name, _, func_name = import_path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(f"dataset.preprocess: cannot import module {module_name!r}: {err}") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise ConfigError(f"dataset.preprocess: {module_name!r} has no function {func_name!r}")
-    return func
+    return import_function(import_path, "dataset.preprocess")
 
 
 def _kind_of(value: object) -> str:
