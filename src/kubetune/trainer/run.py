@@ -45,10 +45,8 @@ from kubetune.trainer.model_loading import (
     prepare_for_training,
 )
 from kubetune.trainer.objectives import build_objective, prepare_objective
-from kubetune.trainer.objectives.grpo import Grpo
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
-from kubetune.trainer.rollout import build_rollout
 from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
 from kubetune.trainer.sharded_loading import load_sharded
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
@@ -167,8 +165,7 @@ def _train(
         training_fixed = config.training.model_copy(update=objective.speed_overrides)
         config = config.model_copy(update={"training": training_fixed})
     batches = _planned_batches(data.train, config.training, ctx.world_size)
-    if isinstance(objective, Grpo):  # a micro-batch of prompts trains on their groups of completions
-        batches = [objective.planned_batch(lengths) for lengths in batches]
+    batches = [objective.planned_batch(lengths) for lengths in batches]
     shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
     speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
     config = config.model_copy(update={"training": speed.training})
@@ -239,10 +236,7 @@ def _train(
     optimizer = build_optimizer(model, training)
     scheduler = build_scheduler(optimizer, training, steps)
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
-    if isinstance(objective, Grpo):  # the prompts become scored completions, sampled as training goes
-        bf16 = training.precision == "bf16"
-        accumulate = training.gradient_accumulation_steps
-        stream = build_rollout(stream, objective, unwrap_model(model), tokenizer, accumulate, ctx.device, bf16)
+    stream = objective.data_stream(stream, unwrap_model(model), tokenizer, training, ctx.device)
 
     checkpoints = layout.checkpoints
     global_micro_batch = training.batch_size * ctx.world_size

@@ -79,3 +79,15 @@ class Objective:
     def prepare(self, model: torch.nn.Module, context: PrepareContext) -> None:
         """Set up what the loss needs besides the policy (a reference model); runs once, on
         every rank, after the method is applied and before the model is wrapped for DDP/FSDP."""
+
+    def planned_batch(self, lengths: list[int]) -> list[int]:
+        """The sequence lengths the memory plan sizes a micro-batch of examples of ``lengths`` by
+        (the examples themselves, unless the objective makes other sequences of them)."""
+        return lengths
+
+    def data_stream(self, stream: Any, model: torch.nn.Module, tokenizer: Any, training: Any, device: torch.device):
+        """What the loop draws its micro-batches from, given this rank's stream of examples
+        (:class:`~kubetune.trainer.loop.MicroBatchStream`): that stream, unless the objective
+        makes its training data as it goes (GRPO samples completions). ``model`` is the policy
+        (not wrapped for DDP); ``training`` the resolved training settings."""
+        return stream

@@ -159,11 +159,19 @@ class Grpo(Objective):
         self.full_finetune = False
         self.pad_token_id = 0
 
-    def planned_batch(self, prompt_lengths: list[int]) -> list[int]:
-        """The sequence lengths a micro-batch of prompts of ``prompt_lengths`` trains on (for the
-        memory plan): ``num_generations`` completions of up to ``max_new_tokens`` per prompt."""
+    def planned_batch(self, lengths: list[int]) -> list[int]:
+        """A micro-batch of prompts of ``lengths`` trains on ``num_generations`` completions of up
+        to ``max_new_tokens`` per prompt."""
         longest = self.config.max_new_tokens
-        return [length + longest for length in prompt_lengths for _ in range(self.config.num_generations)]
+        return [length + longest for length in lengths for _ in range(self.config.num_generations)]
+
+    def data_stream(self, stream: Any, model: torch.nn.Module, tokenizer: Any, training: Any, device: torch.device):
+        """The prompts become scored completions, sampled as training goes
+        (:class:`~kubetune.trainer.rollout.RolloutStream`)."""
+        from kubetune.trainer.rollout import build_rollout  # the rollout builds on this module
+
+        accumulate, bf16 = training.gradient_accumulation_steps, training.precision == "bf16"
+        return build_rollout(stream, self, model, tokenizer, accumulate, device, bf16)
 
     def prepare(self, model: torch.nn.Module, context: PrepareContext) -> None:
         """Check every prompt row has the columns the rewards read; keep a frozen reference copy
