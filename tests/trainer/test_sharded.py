@@ -106,3 +106,34 @@ def test_resume_refuses_a_data_position_the_new_batch_cannot_reach(tmp_path, tin
 
     with pytest.raises(ConfigError, match=r"step-1: written with 2 examples per micro-step.*this run takes 4"):
         run_training(again, tmp_path / "run")
+
+
+def test_sharded_lora_preference_objectives_train_like_one_process(tmp_path, tiny_llama_dir):
+    """DPO's reference under FSDP2 is the same sharded model with its adapters off; ORPO needs none."""
+    from preference_data import swap_preference_rows
+
+    data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(14, 8)))
+    objectives = {"dpo": {"dpo": {"beta": 0.5}}, "orpo": {}}
+
+    def spec(name, objective, batch, distributed="auto"):
+        return make_spec(
+            tiny_llama_dir,
+            data,
+            tmp_path / name,
+            lora=LORA,
+            objective=objective,
+            dataset={"format": "preference"},
+            training={"max_steps": 3, "learning_rate": 3e-3, "max_seq_len": 48, "batch_size": batch,
+                      "distributed": distributed},
+            output={"save_merged": False},
+            **objectives[objective],
+        )  # fmt: skip
+
+    for objective in objectives:
+        run_training(spec(f"one-{objective}", objective, 4), tmp_path / f"one-{objective}")
+    run_jobs_under_torchrun([spec(f"fsdp-{o}", o, 2, "fsdp") for o in objectives], processes=2)
+    for objective in objectives:
+        sharded, single = tmp_path / f"fsdp-{objective}", tmp_path / f"one-{objective}"
+        assert_same_training(sharded, single, objective)
+        for got, want in zip(metrics(sharded), metrics(single), strict=True):
+            assert got["objective"] == pytest.approx(want["objective"], rel=1e-3, abs=1e-5), objective
