@@ -145,3 +145,19 @@ def test_loss_png_gets_a_reward_panel_when_the_records_have_rewards(tmp_path):
     width, height = _png_size(plot_losses(plain, tmp_path / "sft.png"))
     width2, height2 = _png_size(plot_losses(rewarded, tmp_path / "dpo.png"))
     assert width2 == width and height2 > 1.5 * height  # the loss panel, and the rewards below it
+
+
+def test_every_objective_name_has_its_config_class_and_its_registered_module():
+    """The registry holds what the objective modules declare (none is listed by hand) and it
+    matches the typed configs the spec accepts, one to one."""
+    from kubetune.spec.trainer import OBJECTIVE_CONFIGS, LLMConfig
+    from kubetune.trainer.objectives import OBJECTIVES, build_objective
+
+    assert set(OBJECTIVES) == set(OBJECTIVE_CONFIGS)
+    for name, config_class in OBJECTIVE_CONFIGS.items():
+        config = LLMConfig(
+            objective=name,
+            dataset={"format": config_class.FORMATS[0]},
+            model={"task": "sequence-classification" if name == "reward" else "causal-lm"},
+        )
+        assert build_objective(config).name == name
