@@ -9,7 +9,7 @@ import torch
 
 from kubetune.spec.trainer import DpoConfig, DpoObjective, KtoObjective
 from kubetune.trainer.objectives.dpo import Dpo, dpo_losses
-from kubetune.trainer.objectives.kto import kto_losses
+from kubetune.trainer.objectives.kto import kl_reference_point, kto_losses
 from kubetune.trainer.objectives.preference import SequenceLogps
 
 # Summed log-probs of 4 pairs (policy chosen/rejected, reference chosen/rejected), margins of both signs.
@@ -95,9 +95,8 @@ def test_kto_losses_are_the_kto_paper_formula_with_a_clamped_batch_kl():
     policy, reference = tensors([-10.0, -20.0, -5.0, -8.0], [-11.0, -19.0, -6.0, -7.5])
     policy_kl, reference_kl = tensors([-30.0, -25.0, -40.0, -22.0], [-31.0, -25.5, -39.0, -22.25])
     desirable = torch.tensor([True, False, True, False])
-    losses, rewards, kl = kto_losses(
-        beta, desirable_weight, undesirable_weight, policy, reference, policy_kl, reference_kl, desirable
-    )
+    kl = kl_reference_point(policy_kl, reference_kl)
+    losses, rewards = kto_losses(beta, desirable_weight, undesirable_weight, policy, reference, kl, desirable)
     z = max(0.0, sum(p - r for p, r in zip(policy_kl.tolist(), reference_kl.tolist(), strict=True)) / 4)
     sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     expected = []
@@ -113,8 +112,7 @@ def test_kto_losses_are_the_kto_paper_formula_with_a_clamped_batch_kl():
         [beta * (p - r) for p, r in zip(policy.tolist(), reference.tolist(), strict=True)]
     )
     # A negative estimate is clamped to 0.
-    _, _, clamped = kto_losses(beta, 1.0, 1.0, policy, reference, reference_kl - 1, reference_kl, desirable)
-    assert float(clamped) == 0.0
+    assert float(kl_reference_point(reference_kl - 1, reference_kl)) == 0.0
 
 
 def test_kto_config_is_typed():

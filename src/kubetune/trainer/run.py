@@ -210,7 +210,8 @@ def build_data(config: LLMConfig, dataset_path: Path, tokenizer, ctx: Distribute
         config.training.max_seq_len,
         config.training.seed,
         on_read=lambda rows: phase(ctx, output_dir, Phase.TOKENIZING, f"{rows} rows"),
-        batch_size=config.training.batch_size,
+        # KTO pairs each row with another's completion within blocks of one global micro-batch.
+        batch_size=config.training.batch_size * ctx.world_size,
     )
     say(
         ctx,

@@ -4,7 +4,9 @@ Each row becomes a :class:`KtoExample`: prompt + completion (targets on the comp
 only, unless ``train_on_inputs``) and, for KTO's KL reference point, the same prompt with a
 *mismatched* completion, another row's, paired as TRL's ``KTOTrainer`` pairs them: within each
 block of ``batch_size`` consecutive rows (dataset order), row ``i`` takes the completion of row
-``i - 1`` and the block's first row that of its last one (:func:`pair_mismatched`).
+``i - 1`` and the block's first row that of its last one (:func:`pair_mismatched`). The trainer
+makes the blocks one global micro-batch long (``batch_size`` x processes; TRL: the per-device
+batch), so the pairs do not depend on how many processes share the micro-batch.
 ``prompt`` and ``completion`` are plain strings or chat messages, as for ``format: preference``.
 """
 

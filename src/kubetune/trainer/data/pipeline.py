@@ -110,6 +110,8 @@ def prepare_data(
         on_read(len(read))
     tokenized = tokenize_rows(read, config, path, tokenizer, max_seq_len)
     examples = tokenized.examples
+    if config.format == "kto":
+        check_both_labels(examples, path)
     eval_examples: list = []
     if config.eval_fraction > 0:
         order = list(range(len(examples)))
@@ -121,7 +123,6 @@ def prepare_data(
         eval_examples = [ex for i, ex in enumerate(examples) if i in eval_ids]
         examples = [ex for i, ex in enumerate(examples) if i not in eval_ids]
     if config.format == "kto":
-        check_both_labels(examples, path)
         for part in (examples, eval_examples):
             pair_mismatched(part, batch_size, max_seq_len)
     return PreparedData(

@@ -5,17 +5,18 @@ As TRL's ``KTOTrainer`` (``loss_type: kto``), per row with ``r = log pi(y|x) - l
 
 - the KL reference point ``z = max(0, mean over the micro-batch of (log pi(y'|x) - log
   ref(y'|x)))``, where ``y'`` is the mismatched completion of the row's KL sequence
-  (:func:`~kubetune.trainer.data.kto.pair_mismatched`), detached (no gradient);
+  (:func:`~kubetune.trainer.data.kto.pair_mismatched`), detached (no gradient); with several
+  processes the mean is over the current micro-batch of every process, as TRL gathers it
+  (so N processes x b rows per micro-batch equal one process x N b rows);
 - desirable rows: ``desirable_weight * (1 - sigmoid(beta (r - z)))``;
   undesirable rows: ``undesirable_weight * (1 - sigmoid(beta (z - r)))``;
 - the loss is the mean over the rows of the step; the rewards are ``beta r``, reported as the
   mean over the desirable rows (``chosen_reward``) and over the undesirable ones
   (``rejected_reward``), with ``kl``, the mean reference point.
 
-One difference from TRL: ``z`` is estimated over each process's micro-batch; TRL averages the
-per-device estimates over the processes (the same with one process and no accumulation).
-Completion and KL sequences of a micro-batch go through the model in one forward (rows
-``0..n-1`` and ``n..2n-1``; packed into one row with packing), the reference's likewise.
+With gradient accumulation ``z`` is estimated per micro-batch, as TRL does. Completion and KL
+sequences of a micro-batch go through the model in one forward (rows ``0..n-1`` and
+``n..2n-1``; packed into one row with packing), the reference's likewise.
 """
 
 from __future__ import annotations
@@ -42,24 +43,32 @@ from kubetune.trainer.objectives.reference import ReferenceLogps, build_referenc
 KL_VALUE = "kl"
 
 
+def kl_reference_point(policy_kl: torch.Tensor, reference_kl: torch.Tensor) -> torch.Tensor:
+    """``z``: the mean of ``log pi(y'|x) - log ref(y'|x)`` over the KL sequences of this
+    micro-batch on every process (TRL gathers the per-device estimates likewise), at least 0,
+    without gradient."""
+    sums = torch.stack([(policy_kl - reference_kl).detach().double().sum(), policy_kl.new_tensor(policy_kl.numel())])
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(sums)
+    return (sums[0] / sums[1]).clamp(min=0).to(policy_kl.dtype)
+
+
 def kto_losses(
     beta: float,
     desirable_weight: float,
     undesirable_weight: float,
     policy: torch.Tensor,
     reference: torch.Tensor,
-    policy_kl: torch.Tensor,
-    reference_kl: torch.Tensor,
+    kl: torch.Tensor,
     desirable: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row KTO losses, the rewards ``beta r`` and the KL reference point ``z``, from summed
-    log-probs of the rows' completions and KL sequences (see the module doc)."""
-    kl = (policy_kl - reference_kl).mean().detach().clamp(min=0)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row KTO losses and the rewards ``beta r``, from the summed log-probs of the rows'
+    completions and the KL reference point ``kl`` (see the module doc)."""
     ratios = policy - reference
     desirable_losses = desirable_weight * (1 - torch.sigmoid(beta * (ratios - kl)))
     undesirable_losses = undesirable_weight * (1 - torch.sigmoid(beta * (kl - ratios)))
     losses = torch.where(desirable, desirable_losses, undesirable_losses)
-    return losses, beta * ratios.detach(), kl
+    return losses, beta * ratios.detach()
 
 
 @register_objective
@@ -93,14 +102,14 @@ class Kto(Objective):
         reference_completion, reference_kl = SequenceLogps.split(reference)
         desirable = batch[DESIRABLE_KEY]
         config = self.config
-        losses, rewards, kl = kto_losses(
+        kl = kl_reference_point(kl_sequence, reference_kl)
+        losses, rewards = kto_losses(
             config.beta,
             config.desirable_weight,
             config.undesirable_weight,
             completion,
             reference_completion,
-            kl_sequence,
-            reference_kl,
+            kl,
             desirable,
         )
         rows = int(batch[PAIRS_KEY])
