@@ -24,7 +24,7 @@ ALLOWED = {
     "initializers": ("errors", "contracts", "spec", "initializers"),
     "controller": ("errors", "contracts", "spec", "controller"),
     "runtimes": ("errors", "contracts", "spec", "planning", "runtimes", "controller.api"),
-    "client": ("errors", "contracts", "spec", "client", "backends", "runtimes"),
+    "client": ("errors", "contracts", "spec", "client", "backends", "runtimes", "trainer.evaluation"),
     "compat": ("errors", "contracts", "spec", "client", "backends", "compat"),
     "backends": (
         "errors",

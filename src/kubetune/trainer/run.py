@@ -12,7 +12,7 @@ import torch
 
 from kubetune.contracts.progress import Phase, write_phase
 from kubetune.contracts.run_dir import RunDir
-from kubetune.errors import PREEMPTED_EXIT_CODE
+from kubetune.errors import PREEMPTED_EXIT_CODE, ConfigError
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer import loop
@@ -21,6 +21,7 @@ from kubetune.trainer.checkpoint import StepCheckpointer, latest_checkpoint, loa
 from kubetune.trainer.data.batching import micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.pipeline import prepare_data
 from kubetune.trainer.distributed import DistributedContext, close_distributed, init_distributed
+from kubetune.trainer.evaluation.training import TrainingEvaluation
 from kubetune.trainer.exporting import export_outputs
 from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
@@ -111,7 +112,8 @@ def run_training(
 def _train(
     spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None, stop: StopRequest
 ) -> TrainResult:
-    """The run as its units: seed, data, plan, objective, model, loop with checkpoints, export."""
+    """The run as its units: seed, data, evaluation set, plan, objective, model, loop with
+    checkpoints (and evaluations), export."""
     config = spec.trainer
     output_dir = layout.output
     seed_everything(config.training.seed)
@@ -121,9 +123,17 @@ def _train(
     phase(ctx, output_dir, Phase.LOADING_MODEL, "tokenizer")
     tokenizer = load_tokenizer(model_path, config.model)
     data = build_data(config, dataset_path, tokenizer, ctx, output_dir)
+    evaluator = None
+    if config.evaluation is not None:
+        evaluator = TrainingEvaluation.prepare(config, tokenizer, data.label_names, spec.name or "model", ctx, layout)
+        say(ctx, f"evaluation: {len(evaluator.eval_set.items)} rows of {evaluator.eval_set.file}")
     config = plan_speed(config, data, model_path, ctx)
     training = config.training
     strategy = training.distributed if ctx.world_size > 1 else "ddp"
+    if evaluator is not None and strategy == "fsdp":
+        raise ConfigError(
+            "evaluation runs on training.distributed 'ddp' (generating with FSDP shards is not built yet)"
+        )
 
     objective = build_objective(config)
     phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
@@ -172,6 +182,14 @@ def _train(
         lambda line: say(ctx, line),
     )
 
+    def step_end(step: int) -> loop.StepEnd | None:
+        end = checkpointer(step)
+        if evaluator is not None and checkpointer.preempted is None and evaluator.due(step, steps):
+            phase(ctx, output_dir, Phase.EVALUATING, f"{len(evaluator.eval_set.items)} rows")
+            evaluator.run(model, step, metrics)
+            phase(ctx, output_dir, Phase.TRAINING)
+        return end
+
     phase(ctx, output_dir, Phase.COMPILING if training.compile else Phase.TRAINING)
     losses = loop.run_loop(
         model,
@@ -185,11 +203,14 @@ def _train(
         metrics,
         start_step=start_step,
         eval_examples=data.eval,
-        on_step_end=checkpointer,
+        on_step_end=step_end,
     )
     if checkpointer.preempted is not None:
         say(ctx, f"{checkpointer.preempted}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
         raise checkpointer.preempted
+    if evaluator is not None and not evaluator.done_at(steps):
+        phase(ctx, output_dir, Phase.EVALUATING, f"{len(evaluator.eval_set.items)} rows")
+        evaluator.run(model, steps, metrics)
     phase(ctx, output_dir, Phase.EXPORTING)
     adapter_dir, merged_dir = export_outputs(
         model, tokenizer, layout, ctx, config, model_path, lambda line: say(ctx, line)
