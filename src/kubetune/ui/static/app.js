@@ -132,7 +132,7 @@ function jobView(name) {
     delete: el("button", { class: "danger", id: "delete", onclick: () => removeJob() }, "Delete"),
   };
   const charts = {};
-  const grid = el("div", { class: "grid" });
+  const grid = el("div", { class: "grid charts" });
   for (const [id, label] of CHARTS) {
     const box = el("div", { class: "card", id: `chart-${id}` });
     grid.append(box);
@@ -185,7 +185,7 @@ function jobView(name) {
       const worker = job.steps.find((s) => s.name.startsWith("node-"));
       stepSelect.value = worker ? worker.name : "supervisor";
     }
-    const kv = (pairs) => el("dl", { class: "kv" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    const kv = (pairs) => el("dl", { class: "kv" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
     details.replaceChildren(
       el("div", { class: "card" }, el("h2", {}, "Job"), kv([
         ["Status", job.reason ? `${job.status} (${job.reason})` : job.status], ["Message", job.message],
