@@ -1,7 +1,8 @@
 """End to end in a real headless Chromium: `kubetune ui` serving a real SmolLM2 job on the local backend.
 
 The job page's loss curve gains points while the job trains (server-sent events, no reload), and a
-second job is cancelled from its page (with the confirm dialog accepted).
+second job is cancelled from its page (with the confirm dialog accepted); the comparison and runtimes
+views render.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _free_port() -> int:
 def dashboard(isolated_kubetune_home: Path):
     """`kubetune ui` in its own process over this test's data directory: yields the URL it printed."""
     if not CHROMIUM.exists():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (`make setup` installs it where apt is available)")
+        pytest.skip(f"Debian's chromium is not at {CHROMIUM} (`make setup` installs it where apt is available)")
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "kubetune.cli", "ui", "--port", str(port)],
@@ -144,5 +145,15 @@ def test_job_page_curve_grows_live_and_a_job_is_cancelled_from_its_page(dashboar
         assert dialogs and dialogs[-1].startswith(f"Cancel {victim}?")
         assert client.get_job(victim).status == JobStatus.CANCELLED
         assert client.get_job(training).status == JobStatus.RUNNING  # the other job is untouched
+
+        # The comparison view overlays the loss curves; the runtimes view lists the catalog with plans.
+        page.evaluate(f"location.hash = '#/compare/{training},{victim}'")
+        compared = f"document.querySelector('#chart-compare polyline[data-series=\"{training}\"]')"
+        page.wait_for_function(f"() => +({compared}?.dataset.points || 0) >= {later}", timeout=WAIT_MS)
+        page.evaluate("location.hash = '#/runtimes'")
+        rows = page.locator("#runtimes tr[data-runtime]")
+        expect(rows.first).to_be_visible(timeout=120_000)
+        assert rows.count() == len(client.list_runtimes())
+        expect(page.locator("#runtimes")).to_contain_text("fits")
         browser.close()
     assert (tmp_path / "job-page.png").stat().st_size > 10_000
