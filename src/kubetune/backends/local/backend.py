@@ -416,8 +416,11 @@ class LocalBackend(RuntimeBackend):
         self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
 
     def cancel_job(self, name: str) -> None:
-        """Stop an active job without a checkpoint (SIGINT to its supervisor, which stops the workers and
-        records Cancelled); a Suspended job, having no processes, is marked Cancelled at once.
+        """Stop an active job without a checkpoint and return once it is Cancelled.
+
+        SIGINT asks its supervisor to stop the launchers and record Cancelled; a worker still in its
+        step when its launcher is gone is then killed (it would finish the step and checkpoint). A
+        Suspended job, having no processes, is marked Cancelled at once.
 
         Raises:
             JobNotFoundError. ConfigError: the job already ended, or is still starting.
@@ -433,6 +436,11 @@ class LocalBackend(RuntimeBackend):
             raise ConfigError(f"job {name!r} is still starting; cancel it once it runs")
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.supervisor_pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S + 5
+        while not self._record(name).job.status.is_terminal and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill_all(job_processes(job_tag(self.home, name, record.job.created_at)))
+        self.store.set_status(name, JobStatus.CANCELLED, "Terminated", "cancelled; its processes were killed")
 
     # deletion
     def _purgeable(self, record: JobRecord) -> list[Path]:
