@@ -134,7 +134,7 @@ def test_the_stream_of_an_ended_job_sends_its_row_logs_and_end(api, finished):
         assert stream.headers["content-type"].startswith("text/event-stream")
         events = [block.split("\n") for block in stream.read().decode().strip().split("\n\n")]
     names = [lines[0].removeprefix("event: ") for lines in events]
-    assert names[0] == "job" and names[-1] == "end" and "log" in names
+    assert names == ["job", "reset", "log-reset", "end"]
     row = json.loads(events[0][1].removeprefix("data: "))
     assert row["name"] == job.name and row["status"] == "Complete"
 
@@ -196,14 +196,14 @@ def test_runtimes_list_the_catalog_with_a_memory_plan(api, finished):
 def test_metrics_delta_appends_resets_after_a_resume_and_follows_a_newest_only_backend():
     delta = MetricsDelta()
     one, two, three = ({"step": step, "loss": 1.0 / step} for step in (1, 2, 3))
-    assert delta.update([]) is None
+    assert delta.update([]) == ("reset", [])  # a (re)connected page starts its curves afresh
     assert delta.update([one, two]) == ("append", [one, two])
     assert delta.update([one, two]) is None
     assert delta.update([one, two, three]) == ("append", [three])
     resumed = {"step": 2, "loss": 0.4}  # a resume dropped step 3 and logged step 2 again
     assert delta.update([one, resumed]) == ("reset", [one, resumed])
     window = MetricsDelta()  # Kubernetes: only the newest record each time
-    assert window.update([one]) == ("append", [one])
+    assert window.update([one]) == ("reset", [one])
     assert window.update([one]) is None
     assert window.update([three]) == ("append", [three])
     assert window.sent == [one, three]

@@ -56,14 +56,18 @@ class MetricsDelta:
     A backend that keeps every record (local) returns a growing list: the records after the ones
     sent are new; one whose list shrank or changed (a resumed run drops steps after its checkpoint)
     is sent again whole. A backend that reports only the newest record (Kubernetes) returns a
-    moving window: records of steps after the last one sent are new.
+    moving window: records of steps after the last one sent are new. The first update is a
+    ``reset``, so a page that reconnects starts its curves afresh.
     """
 
     def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] | None = None
 
     def update(self, records: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]] | None:
         """``("append", new records)``, ``("reset", all records)`` or None when nothing changed."""
+        if self.sent is None:
+            self.sent = list(records)
+            return "reset", records
         last_step = self.sent[-1]["step"] if self.sent else 0
         if records[: len(self.sent)] == self.sent:
             new = records[len(self.sent) :]
@@ -87,7 +91,7 @@ class JobFollower:
         self.step = step
         self.row: dict[str, Any] | None = None
         self.metrics = MetricsDelta()
-        self.log_lines = 0
+        self.log_lines: int | None = None
 
     def poll(self) -> tuple[list[str], bool]:
         """The events for what changed since the last poll, and True once the job has ended.
@@ -113,11 +117,9 @@ class JobFollower:
             lines = scrubbed_log(self.client, self.name, self.step)
         except KubetuneError:  # a step the job does not have: nothing to follow
             return []
-        if len(lines) < self.log_lines:  # the log was started again
-            self.log_lines = 0
+        if self.log_lines is None or len(lines) < self.log_lines:  # a new stream, or the log was started again
+            self.log_lines = len(lines)
             return [sse("log-reset", lines[-LOG_TAIL_LINES:])]
         new = lines[self.log_lines :]
-        if self.log_lines == 0:
-            new = new[-LOG_TAIL_LINES:]
         self.log_lines = len(lines)
         return [sse("log", new)] if new else []
