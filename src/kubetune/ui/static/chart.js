@@ -22,10 +22,22 @@ function niceTicks(lo, hi, count) {
   return ticks;
 }
 
-function formatTick(value) {
+// A tick label with as many decimals as the tick spacing `step` needs (exponent form when tiny or huge).
+function formatTick(value, step) {
   const size = Math.abs(value);
-  if (size !== 0 && (size >= 1e5 || size < 1e-3)) return value.toExponential(1);
-  return +value.toPrecision(4) + "";
+  const spacing = step || size || 1;
+  const power = (x) => Math.floor(Math.log10(x) + 1e-9); // 1e-9: 0.1 + 0.2 style rounding
+  const decimals = Math.max(0, -power(spacing));
+  if (size < 1e5 && decimals <= 4) return value.toFixed(decimals);
+  if (size === 0) return "0";
+  const digits = power(size) - power(spacing);
+  return value.toExponential(Math.min(Math.max(digits, 1), 4));
+}
+
+// A value shown in a legend: four significant digits.
+function formatValue(value) {
+  const size = Math.abs(value);
+  return size !== 0 && (size >= 1e5 || size < 1e-3) ? value.toExponential(3) : String(+value.toPrecision(4));
 }
 
 class LineChart {
@@ -65,7 +77,7 @@ class LineChart {
   render() {
     const svg = this.svg;
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const width = 600, height = 240, left = 52, right = 12, top = 10, bottom = 26;
+    const width = 600, height = 240, left = 60, right = 12, top = 10, bottom = 26;
     const all = [];
     for (const s of this.series.values()) for (const p of s.points) if (Number.isFinite(p[1])) all.push(p);
     if (!all.length) {
@@ -84,10 +96,12 @@ class LineChart {
     const axis = { stroke: "#d5d9e0", "stroke-width": 1 };
     svg.append(svgElement("line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, ...axis }));
     svg.append(svgElement("line", { x1: left, y1: top, x2: left, y2: height - bottom, ...axis }));
-    for (const t of niceTicks(y0, y1, 4)) {
+    const yTicks = niceTicks(y0, y1, 4);
+    const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : undefined;
+    for (const t of yTicks) {
       svg.append(svgElement("line", { x1: left, y1: sy(t), x2: width - right, y2: sy(t), stroke: "#eef0f3" }));
       const label = svgElement("text", { x: left - 6, y: sy(t) + 4, "text-anchor": "end", fill: "#6b7280", "font-size": 11 });
-      label.textContent = formatTick(t);
+      label.textContent = formatTick(t, yStep);
       svg.append(label);
     }
     for (const t of niceTicks(x0, x1, 6).filter((t) => Number.isInteger(t))) {
@@ -110,7 +124,7 @@ class LineChart {
       const key = document.createElement("span");
       key.style.setProperty("--c", s.color);
       const last = points.length ? points[points.length - 1][1] : null;
-      key.textContent = last === null ? name : `${name} ${formatTick(last)}`;
+      key.textContent = last === null ? name : `${name} ${formatValue(last)}`;
       this.legend.append(key);
     }
   }
