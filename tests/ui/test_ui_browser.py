@@ -1,8 +1,8 @@
 """End to end in a real headless Chromium: `kubetune ui` serving a real SmolLM2 job on the local backend.
 
 The job page's loss curve gains points while the job trains (server-sent events, no reload), and a
-second job is cancelled from its page (with the confirm dialog accepted); the comparison and runtimes
-views render.
+second job is cancelled, then deleted, from its page (through the confirm dialogs); the comparison and
+runtimes views render.
 """
 
 from __future__ import annotations
@@ -155,5 +155,16 @@ def test_job_page_curve_grows_live_and_a_job_is_cancelled_from_its_page(dashboar
         expect(rows.first).to_be_visible(timeout=120_000)
         assert rows.count() == len(client.list_runtimes())
         expect(page.locator("#runtimes")).to_contain_text("fits")
+
+        # Delete the cancelled job from its page (the first confirm keeps its outputs).
+        kept = client.get_job(victim).run_dir
+        page.evaluate(f"location.hash = '#/job/{victim}'")
+        expect(page.locator("h1 .badge")).to_have_text("Cancelled")
+        page.click("#delete")
+        expect(page.locator(f'tr[data-job="{training}"]')).to_be_visible()
+        expect(page.locator(f'tr[data-job="{victim}"]')).to_have_count(0)
+        assert dialogs[-1].startswith(f"Delete {victim}?")
+        assert [job.name for job in client.list_jobs()] == [training]
+        assert kept.is_dir()  # its outputs stay
         browser.close()
     assert (tmp_path / "job-page.png").stat().st_size > 10_000
