@@ -37,7 +37,7 @@ function formatTick(value, step) {
 // A value shown in a legend: four significant digits.
 function formatValue(value) {
   const size = Math.abs(value);
-  return size !== 0 && (size >= 1e5 || size < 1e-3) ? value.toExponential(3) : String(+value.toPrecision(4));
+  return size !== 0 && (size >= 1e5 || size < 1e-4) ? value.toExponential(3) : String(+value.toPrecision(4));
 }
 
 class LineChart {
@@ -96,7 +96,7 @@ class LineChart {
     const axis = { stroke: "#d5d9e0", "stroke-width": 1 };
     svg.append(svgElement("line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, ...axis }));
     svg.append(svgElement("line", { x1: left, y1: top, x2: left, y2: height - bottom, ...axis }));
-    const yTicks = niceTicks(y0, y1, 4);
+    const yTicks = niceTicks(y0, y1, 5);
     const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : undefined;
     for (const t of yTicks) {
       svg.append(svgElement("line", { x1: left, y1: sy(t), x2: width - right, y2: sy(t), stroke: "#eef0f3" }));
