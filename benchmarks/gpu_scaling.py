@@ -481,7 +481,8 @@ def host_memory_rows(model: Path, tiny: bool) -> dict:
         time.sleep(0.1)
     output = proc.stdout.read() if proc.stdout else ""
     weights = sum(f.stat().st_size for f in model.glob("*.safetensors"))
-    ranks = sorted((rss for rss in peaks.values() if rss > 2**28), reverse=True)  # the workers, not torchrun
+    # The workers are the largest processes (torchrun itself and compile helpers are far smaller).
+    ranks = sorted(peaks.values(), reverse=True)[:procs]
     report = {
         "rc": proc.returncode,
         "processes": procs,

@@ -86,7 +86,7 @@ def run_case(name: str, model: Path, method: str, data: Path, work: Path) -> dic
             "model": {"path": str(model)},
             "dataset": {"path": str(data), "format": "completion"},
             "method": method,
-            "lora": {"r": 16},
+            **({"lora": {"r": 16}} if method == "lora" else {}),
             "training": {"max_steps": 1000, "batch_size": 1, "max_seq_len": 32},
             "output": {"save_merged": False},
         },
@@ -112,7 +112,7 @@ def run_case(name: str, model: Path, method: str, data: Path, work: Path) -> dic
     log.close()
     last = json.loads(metrics.read_text().splitlines()[-1])
     checkpoint = run / "output" / "checkpoints" / f"step-{last['step']}"
-    size = sum(f.stat().st_size for f in checkpoint.iterdir())
+    size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     return {
         "case": name,
         "method": method,

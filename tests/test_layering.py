@@ -24,7 +24,7 @@ ALLOWED = {
     "initializers": ("errors", "contracts", "spec", "initializers"),
     "controller": ("errors", "contracts", "spec", "controller"),
     "runtimes": ("errors", "contracts", "spec", "planning", "runtimes", "controller.api"),
-    "client": ("errors", "contracts", "spec", "client", "backends", "runtimes"),
+    "client": ("errors", "contracts", "spec", "client", "backends", "runtimes", "trainer.evaluation"),
     "compat": ("errors", "contracts", "spec", "client", "backends", "compat"),
     # The dashboard serves the SDK client: it never reaches into a backend (one code path for all).
     "ui": ("errors", "contracts", "spec", "client", "initializers.secrets", "cli.plan", "ui"),

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from kubetune.cli import after_training
 from kubetune.cli import jobs as job_commands
 from kubetune.cli.console import console, err_console
 from kubetune.errors import KubetuneError
@@ -175,6 +176,9 @@ for _command in (
     job_commands.runtimes,
 ):
     app.command()(user_errors(_command))
+app.command("eval")(user_errors(after_training.evaluate))
+app.command()(user_errors(after_training.generate))
+app.command()(user_errors(after_training.chat))
 
 
 def main() -> None:
