@@ -144,6 +144,26 @@ def train(
     raise typer.Exit(job_commands.report_end(job))
 
 
+@app.command()
+@user_errors
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on; anything but loopback is reachable from other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8265,
+    home: job_commands.Home = None,
+    backend: job_commands.Backend = "local",
+    namespace: job_commands.Namespace = None,
+) -> None:
+    """Serve the web dashboard (jobs, live loss curves, logs, runtimes) until Ctrl-C.
+
+    Prints the URL to open; its token, new at every start, is needed for every API call.
+    """
+    from kubetune.ui.server import serve
+
+    serve(job_commands.make_client(home, backend, namespace), host, port)
+
+
 for _command in (
     job_commands.jobs,
     job_commands.describe,
