@@ -195,6 +195,15 @@ def test_bad_preference_rows_are_rejected_before_training(tmp_path, smollm2_dir,
             ("fsdp", "kto.precompute_reference"),
         ),
         ({"objective": "kto", "dataset": {"format": "kto"}, "training": {"batch_size": 1}}, ("kto", "batch_size")),
+        (
+            {
+                "objective": "reward",
+                "model": {"task": "sequence-classification"},
+                "dataset": {"format": "preference"},
+                "training": {"distributed": "fsdp"},
+            },
+            ("objective 'reward'", "fsdp"),
+        ),
         ({"objective": "kto", "dataset": {"format": "preference"}}, ("objective 'kto'", "format 'preference'")),
     ],
 )
