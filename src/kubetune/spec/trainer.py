@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_vali
 from kubetune.spec.base import StrictModel, deep_merge
 from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
 from kubetune.spec.hf_configs import merge_hugging_face_objects
+from kubetune.spec.tracking import PushConfig, Tracker, TrackingConfig
 
 Task = Literal["causal-lm", "sequence-classification", "token-classification"]
 #: The dataset format each classifier task trains on (and only it).
@@ -465,8 +466,8 @@ class TrainingConfig(StrictModel):
         return every if isinstance(every, int) else None
 
 
-class OutputConfig(StrictModel):
-    """What the trainer exports at the end."""
+class OutputConfig(PushConfig):
+    """What the trainer exports at the end, and where the exporter pushes it (:class:`PushConfig`)."""
 
     save_adapter: bool = True
     save_merged: bool = True
@@ -503,6 +504,28 @@ class LLMConfig(StrictModel):
     orpo: OrpoConfig | None = Field(default=None, description="Settings of objective 'orpo'.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    report_to: list[Tracker] | None = Field(
+        default=None,
+        description="Trackers fed by trainer rank 0: tensorboard, mlflow, wandb "
+        "(default: tensorboard when the package is installed; [] for none).",
+    )
+    strict_tracking: bool = Field(
+        default=False,
+        description="Fail the job when a tracker is unreachable (at start: before training), "
+        "instead of warning once and retrying with backoff.",
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Settings of the trackers.")
+
+    @model_validator(mode="after")
+    def _trackers_configured(self) -> LLMConfig:
+        trackers = self.report_to or []
+        if len(set(trackers)) != len(trackers):
+            raise ValueError("report_to names a tracker twice")
+        if "mlflow" in trackers and self.tracking.mlflow is None:
+            raise ValueError("report_to 'mlflow' needs tracking.mlflow.tracking_uri")
+        if self.output.register_model is not None and "mlflow" not in trackers:
+            raise ValueError("output.register_model registers in MLflow: add 'mlflow' to report_to")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,7 @@ from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import PREEMPTED_EXIT_CODE, ConfigError
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
+from kubetune.tracking import TrackingSession
 from kubetune.trainer import loop
 from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from kubetune.trainer.data.batching import micro_batches, micro_batches_per_epoch
@@ -33,7 +34,7 @@ from kubetune.trainer.kernels.compilation import compile_layers
 from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
 from kubetune.trainer.kernels.packed_attention import use_packed_attention
 from kubetune.trainer.methods import is_mergeable, method_support, trains_adapter
-from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
+from kubetune.trainer.metrics import MetricsWriter, plot_losses, read_metrics, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
 from kubetune.trainer.model_loading import (
     apply_method,
@@ -159,8 +160,45 @@ def _train(
     shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
     speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
     config = config.model_copy(update={"training": speed.training})
-    training = config.training
     say(ctx, f"speed: {speed.describe()}")
+    # Before the model loads: with strict_tracking an unreachable tracker fails the job here.
+    tracking = _start_tracking(spec.model_copy(update={"trainer": config}), layout) if ctx.is_main else None
+    try:
+        return _train_tracked(spec, layout, ctx, config_file, stop, config, data, model_path, tokenizer, tracking)
+    except Preempted:
+        if tracking is not None:
+            tracking.finish(None)  # the resumed job continues the same runs
+        raise
+    except BaseException:
+        if tracking is not None:
+            tracking.finish("FAILED", wait_s=10.0)
+        raise
+
+
+def _start_tracking(resolved: JobSpec, layout: RunDir) -> TrackingSession | None:
+    """The job's trackers (``trainer.report_to``), their runs started with the resolved config; None: no tracker."""
+    session = TrackingSession(resolved, layout)
+    if not session.trackers:
+        return None
+    session.start()
+    return session
+
+
+def _train_tracked(
+    spec: JobSpec,
+    layout: RunDir,
+    ctx: DistributedContext,
+    config_file: Path | None,
+    stop: StopRequest,
+    config: LLMConfig,
+    data,
+    model_path: Path,
+    tokenizer,
+    tracking: TrackingSession | None,
+) -> TrainResult:
+    """Load the model, train, checkpoint and export (everything after the data and the speed plan)."""
+    output_dir = layout.output
+    training = config.training
 
     strategy = training.distributed if ctx.world_size > 1 else "ddp"
     method = method_support(config)
@@ -236,9 +274,8 @@ def _train(
     if ctx.is_main:
         truncate_metrics(metrics_path, start_step)
     reporter = reporter_from_environment() if ctx.is_main else None
-    metrics = MetricsWriter(
-        metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=(reporter,) if reporter else ()
-    )
+    reporters = tuple(report for report in (reporter, tracking and tracking.report) if report is not None)
+    metrics = MetricsWriter(metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=reporters)
 
     schedule = CheckpointSchedule(training, steps, stop, ctx)
     preempted: list[Preempted] = []
@@ -288,6 +325,12 @@ def _train(
     adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)
+    if tracking is not None:
+        tracking.catch_up([record.to_json() for record in read_metrics(metrics_path)])
+        artifacts = [(layout.loss_curve, layout.loss_curve.name)]
+        if config.tracking.log_adapter and adapter_dir is not None:
+            artifacts.append((adapter_dir, "adapter"))
+        tracking.finish("FINISHED", artifacts)
     ctx.barrier()
     return TrainResult(layout.output, adapter_dir, merged_dir, steps, losses, resumed_from)
 

@@ -11,19 +11,6 @@ from kubetune.contracts.progress import Progress, latest_progress
 _TAIL_BYTES = 8192
 
 
-def complete_records(path: Path, offset: int = 0) -> tuple[list[dict], int]:
-    """Whole JSON lines from byte ``offset`` on, and the offset after the last whole line."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    records = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
-    return records, offset + end
-
-
 def iter_tail_lines(path: Path) -> Iterator[bytes]:
     """The whole lines of the last few kilobytes of ``path``, last line first."""
     with path.open("rb") as handle:

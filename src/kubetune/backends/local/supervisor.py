@@ -32,7 +32,6 @@ from pathlib import Path
 
 import psutil
 
-from kubetune.backends.local import tensorboard_export
 from kubetune.backends.local.child_env import worker_env
 from kubetune.backends.local.job_store import JobStore
 from kubetune.contracts.run_dir import SOURCE_KINDS, LocalHome, RunDir
@@ -192,12 +191,11 @@ class Supervisor:
                 )
                 return
         self.store.set_status(self.name, JobStatus.RUNNING)
-        metrics = tensorboard_export.MetricsToTensorBoard(self.layout.metrics_file, self.layout.tensorboard)
         restarts = 0
         if self.stop_signal is not None:
             self._suspend(None, None)
             return
-        while (failure := self._run_nodes(config, env, metrics)) is not None:
+        while (failure := self._run_nodes(config, env)) is not None:
             step, code, summary = failure
             if self.stop_signal is not None or code == PREEMPTED_EXIT_CODE:
                 self._suspend(step, code)
@@ -216,15 +214,13 @@ class Supervisor:
                 f"{step} exited with code {code}: {summary}; restarting the nodes "
                 f"({restarts} of max_restarts {self.spec.max_restarts})",
             )
-        metrics.export_new()
-        metrics.close()
         if self.spec.trainer_kind == "builtin" and not self.layout.loss_curve.exists():
             self.store.add_event(
                 self.name, "Warning", "NoLossCurve", f"the trainer wrote no {self.layout.loss_curve.name}"
             )
         self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.layout.output}")
 
-    def _run_nodes(self, config: Path, env: dict[str, str], metrics) -> tuple[str, int, str] | None:
+    def _run_nodes(self, config: Path, env: dict[str, str]) -> tuple[str, int, str] | None:
         """Start every node (a fresh rendezvous) and wait for all of them.
 
         On the first failure, stop the other nodes and return ``(step, exit code, log summary)``;
@@ -244,7 +240,6 @@ class Supervisor:
         }
         while running:
             time.sleep(POLL_S)
-            metrics.export_new()
             if self.stop_signal is not None and time.monotonic() > self.stop_deadline:
                 self.stop_children(grace_s=0.0)
             for step, proc in list(running.items()):
