@@ -144,6 +144,11 @@ class PushConfig(StrictModel):
             raise ValueError("output.token applies to an hf:// push_to only")
         return self
 
+    @property
+    def wants_export(self) -> bool:
+        """True when the job has an exporter step: a push target or a model to register."""
+        return self.push_to is not None or self.register_model is not None
+
     def push_secret_refs(self) -> list[SecretRef]:
         """Every credential reference of the push target."""
         refs = [self.token]

@@ -14,6 +14,7 @@ import torch
 from kubetune.contracts.progress import Phase, write_phase
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import PREEMPTED_EXIT_CODE, ConfigError
+from kubetune.exporter.preflight import check_push_target
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
 from kubetune.tracking import TrackingSession
@@ -135,6 +136,8 @@ def _train(
     config = spec.trainer
     output_dir = layout.output
     seed_everything(config.training.seed)
+    if ctx.is_main:  # before hours of training: credentials, an empty prefix (submit checked it too, locally)
+        check_push_target(config, layout)
 
     model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, layout.dataset, "trainer.dataset.path")
