@@ -199,7 +199,7 @@ class WandbTracker(Tracker):
     def start(self, run: RunInfo) -> str:
         import wandb
 
-        settings = {"silent": True}
+        settings = {"silent": True, "console": "off"}  # the trainer's own output stays as it is
         if self.config.base_url is not None:
             settings["base_url"] = self.config.base_url
         if self.config.mode == "online":
