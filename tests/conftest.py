@@ -68,6 +68,7 @@ def s3_endpoint() -> str:
 def mlflow_server(tmp_path_factory) -> str:
     """A real MLflow tracking server (``mlflow server``: SQLite store, artifacts on local disk, proxied
     artifact uploads) on a free loopback port; started once per test session."""
+    import signal
     import socket
     import subprocess
     import sys
@@ -89,7 +90,11 @@ def mlflow_server(tmp_path_factory) -> str:
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     log = (root / "server.log").open("wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    # No background job runners (huey consumers, seven processes): the tests use tracking and the registry only.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -103,10 +108,10 @@ def mlflow_server(tmp_path_factory) -> str:
             raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
         time.sleep(0.3)
     yield url
-    server.terminate()
+    os.killpg(server.pid, signal.SIGTERM)  # the server and any worker it started, in its own session
     try:
         server.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait()
     log.close()
