@@ -184,3 +184,31 @@ def test_register_model_creates_a_version_of_the_jobs_run(mlflow_server, run):
     assert versions[1].source.endswith("/model") and second.version == "2"
     assert versions[0].tags == {"kubetune.job": "reg"}
     assert {a.path for a in client.list_artifacts(run_id, "model")} == {"model/config.json", "model/model.safetensors"}
+
+
+def test_hub_target_checks_against_a_loopback_hub(monkeypatch, tmp_path):
+    """The preflight of an hf:// target speaks the Hub's real read API (repository tree, 401, 404) to the fake Hub
+    of the initializer tests; the upload (preupload/LFS/commit) has no loopback server here and is not tested."""
+    import huggingface_hub.constants
+
+    from tests.initializers.servers import FakeHub, HubRepo
+
+    hub = FakeHub()
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("KT_HUB_TOKEN", "hf_pushTOKEN0123456789")
+    try:
+        hub.add("org/taken", HubRepo(files={".gitattributes": b"", "model.safetensors": b"x"}))
+        hub.add("org/fresh", HubRepo(files={".gitattributes": b"*.safetensors filter=lfs\n", "README.md": b"# x"}))
+        hub.add("org/private", HubRepo(files={"a.bin": b"x"}, token="hf_otherTOKEN"))
+        token = {"env": "KT_HUB_TOKEN"}
+        with pytest.raises(ConfigError, match=r"hf://org/taken is not empty \(holds 'model.safetensors'\)"):
+            check_push_target(LLMConfig(output={"push_to": "hf://org/taken", "token": token}))
+        check_push_target(LLMConfig(output={"push_to": "hf://org/taken", "token": token, "overwrite": True}))
+        check_push_target(LLMConfig(output={"push_to": "hf://org/fresh", "token": token}))  # a new repo's files
+        check_push_target(LLMConfig(output={"push_to": "hf://org/new-model", "token": token}))  # created by the push
+        with pytest.raises(ConfigError, match=r"hf://org/private: the Hub refused the request"):
+            check_push_target(LLMConfig(output={"push_to": "hf://org/private", "token": token}))
+        assert any(r.startswith("GET /api/models/org/taken/tree/main") for r in hub.requests)
+    finally:
+        hub.stop()

@@ -8,6 +8,8 @@ errors. The token comes from ``output.token`` (a secret reference) or the client
 
 from __future__ import annotations
 
+import os
+
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import ConfigError, OutputError
 from kubetune.exporter.manifest import PushRecord, result_files
@@ -21,6 +23,13 @@ _NEW_REPO_FILES = {".gitattributes", "README.md"}
 def repo_id(push: PushConfig) -> str:
     """``hf://org/repo`` -> ``org/repo``."""
     return push.push_to.removeprefix("hf://").strip("/")
+
+
+def hub_api(push: PushConfig):
+    """The Hub client for the target: ``HF_ENDPOINT`` (a Hub-compatible server) or huggingface.co."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=hub_token(push), library_name="kubetune")
 
 
 def hub_token(push: PushConfig) -> str:
@@ -47,10 +56,9 @@ def check_hub_target(push: PushConfig, own_keys: set[str] = frozenset()) -> None
     Raises:
         ConfigError: no token, the token is refused, the Hub cannot be reached, or the repository holds files.
     """
-    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-    api = HfApi(token=hub_token(push))
+    api = hub_api(push)
     try:
         files = api.list_repo_files(repo_id(push))
     except RepositoryNotFoundError:
@@ -74,7 +82,7 @@ def push_to_hub(layout: RunDir, push: PushConfig, say=print) -> dict[str, dict]:
         ConfigError: see :func:`check_hub_target`.
         OutputError: the commit failed after the client's retries.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd
     from huggingface_hub.errors import HfHubHTTPError
 
     record = PushRecord(layout, push.push_to)
@@ -82,7 +90,7 @@ def push_to_hub(layout: RunDir, push: PushConfig, say=print) -> dict[str, dict]:
     files = result_files(layout)
     record.files = {file.key: {"size": file.size} for file in files}
     record.save()
-    api = HfApi(token=hub_token(push))
+    api = hub_api(push)
     try:
         api.create_repo(repo_id(push), private=push.private, exist_ok=True)
         commit = api.create_commit(
