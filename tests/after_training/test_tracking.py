@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import yaml
 
 from kubetune.backends.local import LocalBackend
 from kubetune.contracts.progress import Progress
@@ -144,20 +145,30 @@ def test_an_unreachable_server_warns_once_retries_with_backoff_and_catches_up(ml
     assert [m.step for m in history] == [1, 2, 3]
 
 
-def test_strict_tracking_fails_before_training_when_the_server_is_down(mlflow_server, tmp_path, smollm2_dir):
+def test_strict_tracking_fails_before_training_when_the_server_is_down(mlflow_server, tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from kubetune.cli.main import app
+
     proxy = FaultyS3Proxy(mlflow_server)
     proxy.stop(hold_port=True)
     try:
         spec = job("strict", proxy.endpoint, strict_tracking=True)
         started = time.monotonic()
         with pytest.raises(TrackingError, match=r"strict_tracking.*mlflow: start its run failed"):
-            TrackingSession(spec, RunDir(tmp_path / "run")).start()
+            TrackingSession(spec, RunDir(tmp_path / "run")).start()  # what trainer rank 0 does first
         assert time.monotonic() - started < 10
-        # At submit time the local backend names the server, before anything runs.
+        # `kubetune train --strict-tracking`: refused at submit, naming the server; no job is created.
         data = tmp_path / "data.jsonl"
         data.write_text('{"instruction": "a", "output": "b"}\n')
-        spec.trainer.model.path, spec.trainer.dataset.path = str(smollm2_dir), str(data)
-        problems = [str(p) for p in LocalBackend(tmp_path / "home").problems(spec)]
-        assert any("tracking.mlflow.tracking_uri" in p and "unreachable with strict_tracking" in p for p in problems)
+        loose = job("strict", proxy.endpoint).model_dump(mode="json", exclude_unset=True)
+        loose["trainer"].update(model={"path": str(tiny_model_dir)}, dataset={"path": str(data)})
+        job_file = tmp_path / "job.yaml"
+        job_file.write_text(yaml.safe_dump(loose))
+        home = tmp_path / "home"
+        result = CliRunner().invoke(app, ["train", "-f", str(job_file), "--home", str(home), "--strict-tracking"])
+        assert result.exit_code == 2, result.output
+        assert "tracking.mlflow.tracking_uri" in result.output and "unreachable with strict_tracking" in result.output
+        assert LocalBackend(home).list_jobs() == []
     finally:
         proxy.release_port()

@@ -94,7 +94,7 @@ def _describe(err: Exception) -> str:
 
 def _retrying(action: str, call: Callable[[], T], target: str) -> T:
     """``call()``, again after a lost connection or a server error, with backoff; then one clear OutputError."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     backoff = FIRST_BACKOFF_S
     for attempt in range(ATTEMPTS):
@@ -105,7 +105,7 @@ def _retrying(action: str, call: Callable[[], T], target: str) -> T:
             if status < 500 or attempt == ATTEMPTS - 1:
                 raise OutputError(f"output.push_to {target}: {action}: {_describe(err)}") from None
         except (BotoCoreError, ConnectionError) as err:
-            if attempt == ATTEMPTS - 1:
+            if attempt == ATTEMPTS - 1 or isinstance(err, NoCredentialsError):
                 raise OutputError(f"output.push_to {target}: {action}: {_describe(err)}") from None
         time.sleep(backoff)
         backoff *= 2
