@@ -175,13 +175,16 @@ def test_register_model_creates_a_version_of_the_jobs_run(mlflow_server, run):
     # Without a push the model folder becomes the run's "model" artifacts and the version points there.
     local = JobSpec(name="reg", trainer={**trainer, "output": {"register_model": name}})
     second = register_model(run, local, say=lambda _: None)
+    hub = JobSpec(name="reg", trainer={**trainer, "output": {"push_to": "hf://org/reg", "register_model": name}})
+    third = register_model(run, hub, say=lambda _: None)
 
     client = MlflowClient(mlflow_server)
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     run_id = json.loads(run.tracking_file.read_text())["mlflow"]["run_id"]
-    assert [(v.version, v.run_id, v.status) for v in versions] == [("1", run_id, "READY"), ("2", run_id, "READY")]
+    assert [(v.version, v.run_id, v.status) for v in versions] == [(str(n), run_id, "READY") for n in (1, 2, 3)]
     assert versions[0].source == "s3://models/reg/merged" and first.version == "1"
     assert versions[1].source.endswith("/model") and second.version == "2"
+    assert versions[2].source == "hf://org/reg" and third.version == "3"
     assert versions[0].tags == {"kubetune.job": "reg"}
     assert {a.path for a in client.list_artifacts(run_id, "model")} == {"model/config.json", "model/model.safetensors"}
 
