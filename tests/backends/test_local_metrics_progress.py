@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kubetune.backends.local.metrics_file import read_progress
+from kubetune.backends.local.metrics_file import complete_records, read_progress
 from kubetune.contracts.run_dir import RunDir
 
 
@@ -41,3 +41,13 @@ def test_a_step_without_eval_shows_the_last_eval_loss(tmp_path: Path):
 
 def test_no_metrics_yet_means_no_progress(tmp_path: Path):
     assert read_progress(RunDir(tmp_path).metrics_file) is None
+
+
+def test_incremental_reading_returns_each_record_once(tmp_path: Path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(_line(step=1, total_steps=2, loss=1.0) + '{"step": 2')
+    first, offset = complete_records(path)
+    with path.open("a") as handle:
+        handle.write(', "total_steps": 2, "loss": 0.5}\n')
+    second, _ = complete_records(path, offset)
+    assert [r["step"] for r in first] == [1] and [r["step"] for r in second] == [2]
