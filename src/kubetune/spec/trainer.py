@@ -16,6 +16,7 @@ from kubetune.spec.base import StrictModel, deep_merge
 from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
 from kubetune.spec.evaluation import CLASSIFICATION_FORMATS, EvaluationConfig, check_metrics
 from kubetune.spec.hf_configs import merge_hugging_face_objects
+from kubetune.spec.tracking import PushConfig, Tracker, TrackingConfig
 
 Task = Literal["causal-lm", "sequence-classification", "token-classification"]
 #: The dataset format each classifier task trains on (and only it).
@@ -537,8 +538,8 @@ class TrainingConfig(StrictModel):
         return every if isinstance(every, int) else None
 
 
-class OutputConfig(StrictModel):
-    """What the trainer exports at the end."""
+class OutputConfig(PushConfig):
+    """What the trainer exports at the end, and where the exporter pushes it (:class:`PushConfig`)."""
 
     save_adapter: bool = True
     save_merged: bool = True
@@ -576,9 +577,31 @@ class LLMConfig(StrictModel):
     kto: KtoConfig | None = Field(default=None, description="Settings of objective 'kto'.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    report_to: list[Tracker] | None = Field(
+        default=None,
+        description="Trackers fed by trainer rank 0: tensorboard, mlflow, wandb "
+        "(default: tensorboard when the package is installed; [] for none).",
+    )
+    strict_tracking: bool = Field(
+        default=False,
+        description="Fail the job when a tracker is unreachable (at start: before training), "
+        "instead of warning once and retrying with backoff.",
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Settings of the trackers.")
     evaluation: EvaluationConfig | None = Field(
         default=None, description="Score the model on a held-out file by generation at the end (and every N steps)."
     )
+
+    @model_validator(mode="after")
+    def _trackers_configured(self) -> LLMConfig:
+        trackers = self.report_to or []
+        if len(set(trackers)) != len(trackers):
+            raise ValueError("report_to names a tracker twice")
+        if "mlflow" in trackers and self.tracking.mlflow is None:
+            raise ValueError("report_to 'mlflow' needs tracking.mlflow.tracking_uri")
+        if self.output.register_model is not None and "mlflow" not in trackers:
+            raise ValueError("output.register_model registers in MLflow: add 'mlflow' to report_to")
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -13,8 +13,10 @@ import torch
 from kubetune.contracts.progress import Phase, write_phase
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import PREEMPTED_EXIT_CODE, ConfigError
+from kubetune.exporter.preflight import check_push_target
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
+from kubetune.tracking import TrackingSession
 from kubetune.trainer import loop
 from kubetune.trainer.build import build_model
 from kubetune.trainer.checkpoint import StepCheckpointer, latest_checkpoint, load_checkpoint
@@ -23,7 +25,7 @@ from kubetune.trainer.data.pipeline import prepare_data
 from kubetune.trainer.distributed import DistributedContext, close_distributed, init_distributed
 from kubetune.trainer.evaluation.training import TrainingEvaluation
 from kubetune.trainer.exporting import export_outputs
-from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
+from kubetune.trainer.metrics import MetricsWriter, plot_losses, read_metrics, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
 from kubetune.trainer.model_loading import check_environment, load_tokenizer
 from kubetune.trainer.objectives import build_objective
@@ -117,6 +119,8 @@ def _train(
     config = spec.trainer
     output_dir = layout.output
     seed_everything(config.training.seed)
+    if ctx.is_main:  # before hours of training: credentials, an empty prefix (submit checked it too, locally)
+        check_push_target(config, layout)
 
     model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, layout.dataset, "trainer.dataset.path")
@@ -128,7 +132,48 @@ def _train(
         evaluator = TrainingEvaluation.prepare(config, tokenizer, data.label_names, spec.name or "model", ctx, layout)
         say(ctx, f"evaluation: {len(evaluator.eval_set.items)} rows of {evaluator.eval_set.file}")
     config = plan_speed(config, data, model_path, ctx)
+    # Before the model loads: with strict_tracking an unreachable tracker fails the job here.
+    tracking = _start_tracking(spec.model_copy(update={"trainer": config}), layout) if ctx.is_main else None
+    try:
+        return _train_tracked(
+            spec, layout, ctx, config_file, stop, config, data, model_path, tokenizer, evaluator, tracking
+        )
+    except Preempted:
+        if tracking is not None:
+            tracking.finish(None)  # the resumed job continues the same runs
+        raise
+    except BaseException:
+        if tracking is not None:
+            tracking.finish("FAILED", wait_s=10.0)
+        raise
+
+
+def _start_tracking(resolved: JobSpec, layout: RunDir) -> TrackingSession | None:
+    """The job's trackers (``trainer.report_to``), their runs started with the resolved config; None: no tracker."""
+    session = TrackingSession(resolved, layout)
+    if not session.trackers:
+        return None
+    session.start()
+    return session
+
+
+def _train_tracked(
+    spec: JobSpec,
+    layout: RunDir,
+    ctx: DistributedContext,
+    config_file: Path | None,
+    stop: StopRequest,
+    config: LLMConfig,
+    data,
+    model_path: Path,
+    tokenizer,
+    evaluator: TrainingEvaluation | None,
+    tracking: TrackingSession | None,
+) -> TrainResult:
+    """Load the model, train, checkpoint and export (everything after the data and the speed plan)."""
+    output_dir = layout.output
     training = config.training
+
     strategy = training.distributed if ctx.world_size > 1 else "ddp"
     if evaluator is not None and strategy == "fsdp":
         raise ConfigError(
@@ -165,9 +210,8 @@ def _train(
     if ctx.is_main:
         truncate_metrics(metrics_path, start_step)
     reporter = reporter_from_environment() if ctx.is_main else None
-    metrics = MetricsWriter(
-        metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=(reporter,) if reporter else ()
-    )
+    reporters = tuple(report for report in (reporter, tracking and tracking.report) if report is not None)
+    metrics = MetricsWriter(metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=reporters)
     checkpointer = StepCheckpointer(
         layout.checkpoints,
         CheckpointSchedule(training, steps, stop, ctx),
@@ -217,6 +261,12 @@ def _train(
     )
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)
+    if tracking is not None:
+        tracking.catch_up([record.to_json() for record in read_metrics(metrics_path)])
+        artifacts = [(layout.loss_curve, layout.loss_curve.name)]
+        if config.tracking.log_adapter and adapter_dir is not None:
+            artifacts.append((adapter_dir, "adapter"))
+        tracking.finish("FINISHED", artifacts)
     ctx.barrier()
     return TrainResult(layout.output, adapter_dir, merged_dir, steps, losses, resumed_from)
 
