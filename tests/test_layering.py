@@ -20,18 +20,40 @@ ALLOWED = {
     "contracts": ("contracts",),
     "spec": ("errors", "contracts", "spec"),
     "planning": ("errors", "planning"),
-    "trainer": ("errors", "contracts", "spec", "planning", "trainer", "initializers.package_files"),
+    "trainer": (
+        "errors",
+        "contracts",
+        "spec",
+        "planning",
+        "trainer",
+        "initializers.package_files",
+        "tracking",
+        "exporter.preflight",
+    ),
+    "tracking": ("errors", "contracts", "spec", "tracking", "initializers.secrets"),
+    "exporter": (
+        "errors",
+        "contracts",
+        "spec",
+        "exporter",
+        "tracking",
+        "initializers.secrets",
+        "initializers.s3_provider",
+    ),
     "initializers": ("errors", "contracts", "spec", "initializers"),
     "controller": ("errors", "contracts", "spec", "controller"),
     "runtimes": ("errors", "contracts", "spec", "planning", "runtimes", "controller.api"),
     "client": ("errors", "contracts", "spec", "client", "backends", "runtimes", "trainer.evaluation"),
     "compat": ("errors", "contracts", "spec", "client", "backends", "compat"),
+    # The dashboard serves the SDK client: it never reaches into a backend (one code path for all).
+    "ui": ("errors", "contracts", "spec", "client", "initializers.secrets", "cli.plan", "ui"),
     "backends": (
         "errors",
         "contracts",
         "spec",
         "backends",
         "controller",
+        "exporter.preflight",
         "initializers",
         "planning",
         "runtimes",
@@ -106,7 +128,7 @@ def test_validation_clients_and_controller_import_no_torch():
     code = (
         "import sys, kubetune.spec, kubetune.planning, kubetune.trainer.speed_plan, kubetune.client, "
         "kubetune.backends.local, kubetune.cli.main, "
-        "kubetune.controller.reconcile, kubetune.runtimes, kubetune.compat.kubeflow; "
+        "kubetune.controller.reconcile, kubetune.runtimes, kubetune.compat.kubeflow, kubetune.ui.app; "
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]; "
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -362,6 +362,10 @@ def test_steps_and_progress_come_from_pods_and_status(client, state):
     ]
     assert job.steps[3].exit_code == 3 and job.steps[3].finished_at.minute == 2
     assert (job.progress.step, job.progress.total_steps, job.progress.loss, job.progress.eta_s) == (3, 5, 1.25, 12.0)
+    assert client.get_job_metrics("tune") == [job.progress]  # the status holds the newest record only
+    assert client.get_job_config("tune") is None
+    with pytest.raises(ConfigError, match="cannot cancel a job; suspend it or delete it"):
+        client.cancel_job("tune")
     assert (job.num_nodes, job.procs_per_node, job.runtime, job.trainer_kind) == (2, 1, RUNTIME, "builtin")
     (pods,) = {r.query["labelSelector"] for r in state.made("GET", PODS)}
     assert pods == "kubetune.dev/trainjob-name=tune"
@@ -519,3 +523,27 @@ def test_client_picks_the_kubernetes_backend_by_name(api, tmp_path: Path, monkey
     assert submit_builtin(client) == "tune"
     with pytest.raises(ConfigError, match="backend: 'slurm' is not"):
         TrainerClient(backend="slurm")
+
+
+def test_the_exporter_step_of_a_pushing_job_shows_its_pod_and_logs(client, state):
+    config = LLMConfig.model_validate(
+        {**lora_config().model_dump(exclude_unset=True), "output": {"push_to": "s3://models/tune"}}
+    )
+    client.train(
+        runtime=RUNTIME,
+        initializer=Initializer(dataset="s3://data/train.jsonl"),
+        trainer=BuiltinTrainer(config=config),
+        options=[Name("tune")],
+    )
+    (post,) = state.made("POST", TRAINJOBS)
+    assert post.body["spec"]["trainer"]["llmConfig"]["output"] == {"push_to": "s3://models/tune"}
+    assert [(s.name, s.status) for s in client.get_job("tune").steps][-1] == ("exporter", StepStatus.PENDING)
+    add_pod(state, "tune", "node-0", "Succeeded")
+    pod = add_pod(state, "tune", "exporter", "Running", logs=["push: 9 file(s) uploaded, 0 already there"])
+    assert [(s.name, s.status) for s in client.get_job("tune").steps][-2:] == [
+        ("node-0", StepStatus.SUCCEEDED),
+        ("exporter", StepStatus.RUNNING),
+    ]
+    assert list(client.get_job_logs("tune", step="exporter")) == ["push: 9 file(s) uploaded, 0 already there"]
+    assert state.made("GET", "/log")[-1].path == f"{PODS}/{pod}/log"
+    assert state.made("GET", "/log")[-1].query["container"] == "exporter"

@@ -120,6 +120,14 @@ def train(
     home: job_commands.Home = None,
     backend: job_commands.Backend = "local",
     namespace: job_commands.Namespace = None,
+    strict_tracking: Annotated[
+        bool,
+        typer.Option(
+            "--strict-tracking",
+            help="Fail the job when a tracker of trainer.report_to is unreachable (before training when it is "
+            "down at the start) instead of warning and retrying (sets trainer.strict_tracking).",
+        ),
+    ] = False,
 ) -> None:
     """Submit the job file (local backend by default) and follow it with a progress bar until it ends.
 
@@ -131,6 +139,8 @@ def train(
     spec = load_job_file(file)
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
+    if strict_tracking:
+        spec.trainer.strict_tracking = True
     client = job_commands.make_client(home, backend, namespace)
     if replace:
         moved = client.prepare_replacement(spec)
@@ -142,6 +152,26 @@ def train(
         return
     job = follow_job(client, name, console)
     raise typer.Exit(job_commands.report_end(job))
+
+
+@app.command()
+@user_errors
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on; anything but loopback is reachable from other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8265,
+    home: job_commands.Home = None,
+    backend: job_commands.Backend = "local",
+    namespace: job_commands.Namespace = None,
+) -> None:
+    """Serve the web dashboard (jobs, live loss curves, logs, runtimes) until Ctrl-C.
+
+    Prints the URL to open; its token, new at every start, is needed for every API call.
+    """
+    from kubetune.ui.server import serve
+
+    serve(job_commands.make_client(home, backend, namespace), host, port)
 
 
 for _command in (

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from kubetune.contracts.evaluation import EvalComparison, EvalReport
+from kubetune.contracts.progress import Progress
 from kubetune.contracts.types import (
     BuiltinTrainer,
     CustomTrainer,
@@ -158,6 +159,27 @@ class TrainerClient:
     def get_job_events(self, name: str) -> list[Event]:
         """What happened to the job, in order."""
         return self.backend.get_job_events(name)
+
+    def get_job_metrics(self, name: str) -> list[Progress]:
+        """The job's progress records so far (loss, eval loss, lr, grad norm, tokens/s per logged step), oldest first.
+
+        The local backend returns every step; the Kubernetes backend only the newest record
+        (the TrainJob's ``status.trainingProgress``).
+        """
+        return self.backend.get_job_metrics(name)
+
+    def get_job_config(self, name: str) -> dict[str, Any] | None:
+        """The job's resolved spec as data (secrets only as references); None where the backend cannot read it."""
+        return self.backend.get_job_config(name)
+
+    def cancel_job(self, name: str) -> None:
+        """Stop an active job without a checkpoint; it ends Cancelled and its record, logs and outputs stay.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job already ended, or the backend cannot cancel
+            (Kubernetes: suspend or delete the TrainJob).
+        """
+        self.backend.cancel_job(name)
 
     def get_job_return_values(self, name: str) -> dict[int, Any]:
         """A custom-trainer job's return value on each rank, by global rank."""

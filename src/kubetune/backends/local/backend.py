@@ -21,16 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 from kubetune.backends.base import RuntimeBackend
 from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
-from kubetune.backends.local.metrics_file import read_progress
-from kubetune.contracts.progress import read_phase
+from kubetune.backends.local.metrics_file import read_all_progress, read_progress
+from kubetune.contracts.progress import Progress, read_phase
 from kubetune.contracts.run_dir import PREVIOUS_OUTPUT_PREFIX, SOURCE_KINDS, LocalHome, RunDir
-from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus, Step, StepStatus
+from kubetune.contracts.types import EXPORTER_STEP, Event, Job, JobOutputs, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
+from kubetune.exporter.preflight import output_problems
 from kubetune.initializers.run import check_initializer
 from kubetune.initializers.sources import StorageLocation
 from kubetune.runtimes import Runtime, apply_runtime, list_runtimes, unknown_runtime
@@ -55,7 +57,10 @@ def step_names(spec: JobSpec) -> list[str]:
     names = []
     if spec.initializer is not None:
         names += [f"{kind}-initializer" for kind in SOURCE_KINDS if getattr(spec.initializer, kind)]
-    return names + [f"node-{i}" for i in range(spec.num_nodes)]
+    names += [f"node-{i}" for i in range(spec.num_nodes)]
+    if spec.trainer_kind == "builtin" and spec.trainer.output.wants_export:
+        names.append(EXPORTER_STEP)
+    return names
 
 
 JOB_TAG_ENV = "KUBETUNE_LOCAL_JOB"
@@ -160,6 +165,7 @@ class LocalBackend(RuntimeBackend):
         if spec.trainer_kind == "builtin":
             model, dataset = _builtin_sources(spec)
             problems += preflight_problems(spec.trainer, model, dataset)
+            problems += output_problems(spec.trainer)
         attempt(self._check_run_dir, spec, model)
         return problems
 
@@ -320,6 +326,20 @@ class LocalBackend(RuntimeBackend):
         self._record(name)
         return self.store.events(name)
 
+    def get_job_metrics(self, name: str) -> list[Progress]:
+        """Every record of the job's ``output/metrics.jsonl`` so far (whole lines only), oldest first."""
+        job = self.get_job(name)
+        return [] if job.run_dir is None else read_all_progress(RunDir(job.run_dir).metrics_file)
+
+    def get_job_config(self, name: str) -> dict[str, Any] | None:
+        """The resolved spec the supervisor wrote to ``output/config.yaml`` (None before it exists)."""
+        job = self.get_job(name)
+        config = None if job.run_dir is None else RunDir(job.run_dir).config_file
+        try:
+            return yaml.safe_load(config.read_text(encoding="utf-8")) if config is not None else None
+        except (OSError, yaml.YAMLError):
+            return None
+
     def get_job_return_values(self, name: str) -> dict[int, Any]:
         job = self.get_job(name)
         return return_values(job.run_dir) if job.run_dir is not None else {}
@@ -399,6 +419,33 @@ class LocalBackend(RuntimeBackend):
         if not self.store.reopen(name, RESUMABLE, me.pid, me.create_time()):
             raise ConfigError(f"job {name!r} changed while resuming it; look at `kubetune jobs` and retry")
         self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
+
+    def cancel_job(self, name: str) -> None:
+        """Stop an active job without a checkpoint and return once it is Cancelled.
+
+        SIGINT asks its supervisor to stop the launchers and record Cancelled; a worker still in its
+        step when its launcher is gone is then killed (it would finish the step and checkpoint). A
+        Suspended job, having no processes, is marked Cancelled at once.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job already ended, or is still starting.
+        """
+        job = self.get_job(name)
+        if job.status.is_terminal:
+            raise ConfigError(f"job {name!r} already ended ({job.status.value}); only an active job can be cancelled")
+        record = self._record(name)
+        if job.status == JobStatus.SUSPENDED:
+            self.store.set_status(name, JobStatus.CANCELLED, "Cancelled", "cancelled while suspended")
+            return
+        if record.supervisor_pid is None:
+            raise ConfigError(f"job {name!r} is still starting; cancel it once it runs")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.supervisor_pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S + 5
+        while not self._record(name).job.status.is_terminal and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill_all(job_processes(job_tag(self.home, name, record.job.created_at)))
+        self.store.set_status(name, JobStatus.CANCELLED, "Terminated", "cancelled; its processes were killed")
 
     # deletion
     def _purgeable(self, record: JobRecord) -> list[Path]:

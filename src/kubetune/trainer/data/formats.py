@@ -25,6 +25,7 @@ REQUIRED_COLUMNS = {
     "classification": ("text", "label"),
     "tagging": ("tokens", "tags"),
     "preference": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
     "prompt": ("prompt",),
 }
 #: Columns a format reads when present (absent or null: empty); they too must hold text.
@@ -151,10 +152,15 @@ def _check_row(row: dict, config: DatasetConfig, place: str) -> None:
                 raise DataError(
                     f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs a list (one per word)"
                 )
-        elif fmt in ("preference", "prompt") and column in ("prompt", "chosen", "rejected"):
+        elif fmt in ("preference", "kto", "prompt") and column in ("prompt", "chosen", "rejected", "completion"):
             if not isinstance(value, str | list):
                 raise DataError(
-                    f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs text or messages"
+                    f"{place}: column {column!r} is {_kind_of(value)}; format {fmt!r} needs text or messages"
+                )
+        elif fmt == "kto" and column == "label":
+            if not isinstance(value, bool):
+                raise DataError(
+                    f"{place}: column 'label' is {_kind_of(value)}; format 'kto' needs true (desirable) or false"
                 )
         elif column == "label":
             if not isinstance(value, str | int) or isinstance(value, bool):

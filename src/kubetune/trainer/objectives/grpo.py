@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from kubetune.spec.trainer import GrpoConfig, GrpoObjective
 from kubetune.trainer.distributed import unwrap_model
-from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, PrepareContext
+from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, PrepareContext, register_objective
 from kubetune.trainer.rewards import load_rewards
 
 #: Added to the group's standard deviation before dividing by it (as TRL does).
@@ -145,6 +145,7 @@ def _pad(rows: list[list], value: float | int, dtype: torch.dtype, left: bool = 
     return out
 
 
+@register_objective
 class Grpo(Objective):
     """GRPO's loss on :class:`Completion` micro-batches (see the module doc)."""
 
