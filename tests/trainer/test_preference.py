@@ -291,13 +291,7 @@ def test_every_catalog_model_has_a_dpo_blueprint_that_trains(tmp_path, smollm2_d
 
 
 def test_sigkilled_dpo_run_resumes_and_matches_an_uninterrupted_run(tmp_path, smollm2_dir):
-    import os
-    import signal
-    import time
-
-    from test_resume import _launch, _metrics
-
-    from kubetune.trainer.checkpoint import complete_checkpoints, latest_checkpoint
+    from test_resume import _launch, _metrics, kill_after_first_checkpoint
 
     steps = 6
     data = write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(9, 12)))
@@ -309,16 +303,7 @@ def test_sigkilled_dpo_run_resumes_and_matches_an_uninterrupted_run(tmp_path, sm
     straight_dir, broken_dir = tmp_path / "straight", tmp_path / "broken"
     straight = _launch(preference_spec(smollm2_dir, data, straight_dir, **sections), straight_dir)
     broken_spec = preference_spec(smollm2_dir, data, broken_dir, **sections)
-    broken = _launch(broken_spec, broken_dir)
-    checkpoints = broken_dir / "output" / "checkpoints"
-    deadline = time.monotonic() + 300
-    while latest_checkpoint(checkpoints) is None:
-        assert broken.poll() is None, broken.stdout.read()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.kill(broken.pid, signal.SIGKILL)
-    broken.wait()
-    killed_at = max(step for step, _ in complete_checkpoints(checkpoints))
+    killed_at = max(kill_after_first_checkpoint(_launch(broken_spec, broken_dir), broken_dir))
     assert killed_at < steps
     resumed = _launch(broken_spec, broken_dir)
     output, _ = resumed.communicate(timeout=600)
