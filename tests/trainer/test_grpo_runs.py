@@ -116,6 +116,7 @@ def test_cli_trains_a_grpo_job_file_with_a_user_reward_function(tmp_path, smollm
     job = {
         "name": "grpo-cli",
         "output_dir": "run",
+        "procs_per_node": 2,  # two DDP ranks on gloo, each sampling for its share of the prompts
         "trainer": {
             "model": {"path": str(smollm2_dir)},
             "dataset": {"path": str(data), "format": "prompt"},
@@ -131,6 +132,7 @@ def test_cli_trains_a_grpo_job_file_with_a_user_reward_function(tmp_path, smollm
                 "rewards": [
                     {"function": "exact_match", "column": "answer"},
                     {"function": "my_rewards:starts_with_answer", "weight": 2.0},
+                    {"function": "regex", "pattern": r".*\d.*", "weight": 0.5},
                 ],
             },
             "training": {"max_steps": 2, "batch_size": 2, "learning_rate": 1e-3, "max_seq_len": 32},
@@ -155,9 +157,12 @@ def test_cli_trains_a_grpo_job_file_with_a_user_reward_function(tmp_path, smollm
         values = record.objective
         assert {"reward/exact_match", "reward/starts_with_answer", "kl", "clip_ratio", "generation_s"} <= set(values)
         assert 0 <= values["reward/starts_with_answer"] <= 0.5 and 1 <= values["completion_length"] <= 4
+    assert max(r.objective["reward/regex"] for r in records) > 0  # some completion holds a digit
     # One round of generation feeds both steps: the second step generates nothing.
     assert records[0].objective["generation_s"] > 0 and records[1].objective["generation_s"] == 0
     assert records[1].objective["kl"] >= 0
     assert (tmp_path / "run" / "output" / "adapter" / "adapter_model.safetensors").is_file()
+    (last,) = (tmp_path / "run" / "output" / "checkpoints").glob("step-2")
+    assert sorted(path.name for path in last.glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]  # both ranks trained
     saved = yaml.safe_load((tmp_path / "run" / "output" / "config.yaml").read_text())
     assert saved["trainer"]["grpo"]["rewards"][1]["function"] == "my_rewards:starts_with_answer"
