@@ -25,7 +25,8 @@ class GenerationEngine(Protocol):
     def generate(self, prompts: list[list[int]]) -> list[list[int]]:
         """``num_generations`` completions of each prompt (token ids), prompt by prompt: the
         completions of prompt ``i`` are at ``i * num_generations ...``. A completion ends with
-        the end-of-sequence token when the model produced it within ``max_new_tokens``."""
+        its stop token (end of sequence or of turn) when the model produced one within
+        ``max_new_tokens``."""
         ...
 
     def sync_weights(self) -> None:
@@ -40,7 +41,8 @@ class HfGenerate:
         model: the policy (a PEFT model for adapter methods), not wrapped for DDP.
         config: the GRPO settings (group size, length, temperature, top-p).
         pad_token_id: the tokenizer's padding token.
-        eos_token_id: the tokenizer's end-of-sequence token (generation stops there).
+        stop_ids: the tokens that end a completion (the tokenizer's end-of-sequence token and the
+            model's own end-of-turn tokens, :func:`~kubetune.trainer.evaluation.generation.stop_token_ids`).
         device: where the model runs.
         autocast: the loop's autocast context.
     """
@@ -50,7 +52,7 @@ class HfGenerate:
         model: torch.nn.Module,
         config: GrpoConfig,
         pad_token_id: int,
-        eos_token_id: int,
+        stop_ids: list[int],
         device: torch.device,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     ):
@@ -59,7 +61,7 @@ class HfGenerate:
         self.model = model
         self.group = config.num_generations
         self.pad_token_id = pad_token_id
-        self.eos_token_id = eos_token_id
+        self.stop_ids = set(stop_ids)
         self.device = device
         self.autocast = autocast
         # A fresh config: none of the model's own sampling defaults (top_k, repetition penalty...) apply.
@@ -70,7 +72,7 @@ class HfGenerate:
             top_k=0,
             max_new_tokens=config.max_new_tokens,
             pad_token_id=pad_token_id,
-            eos_token_id=eos_token_id,
+            eos_token_id=list(stop_ids),
             use_cache=True,
         )
 
@@ -96,7 +98,7 @@ class HfGenerate:
             self.model.train(was_training)
         completions = []
         for row in output[:, width:].tolist():
-            end = row.index(self.eos_token_id) + 1 if self.eos_token_id in row else len(row)
+            end = next((index + 1 for index, token in enumerate(row) if token in self.stop_ids), len(row))
             completions.append(row[:end])
         return completions
 

@@ -29,6 +29,7 @@ from functools import partial
 import torch
 
 from kubetune.trainer.data.prompts import PromptExample
+from kubetune.trainer.evaluation.generation import stop_token_ids
 from kubetune.trainer.generation import ENGINES, GenerationEngine
 from kubetune.trainer.loop import DataPosition, MicroBatchStream
 from kubetune.trainer.objectives.grpo import Completion, Grpo, completion_logps, group_advantages
@@ -202,7 +203,8 @@ def build_rollout(
     """The rollout stream of a GRPO run, sampling with the engine ``grpo.engine`` names."""
     autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
     config = objective.config
-    engine = ENGINES[config.engine](model, config, tokenizer.pad_token_id, tokenizer.eos_token_id, device, autocast)
+    stop_ids = stop_token_ids(model, tokenizer)
+    engine = ENGINES[config.engine](model, config, tokenizer.pad_token_id, stop_ids, device, autocast)
     return RolloutStream(
         prompts,
         objective,

@@ -19,7 +19,7 @@ class Sampling:
     seed: int | None = None
 
 
-def _stop_ids(model, tokenizer) -> list[int]:
+def stop_token_ids(model, tokenizer) -> list[int]:
     """The tokens that end an answer: the tokenizer's end-of-sequence token and the model's own (an
     end-of-turn token for chat models)."""
     ids = {tokenizer.eos_token_id}
@@ -39,7 +39,7 @@ def _generation_config(model, tokenizer, max_new_tokens: int, sampling: Sampling
         top_p=sampling.top_p if sampled else None,
         top_k=None,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=_stop_ids(model, tokenizer),
+        eos_token_id=stop_token_ids(model, tokenizer),
     )
 
 
