@@ -341,3 +341,23 @@ def test_a_reward_function_that_cannot_be_imported_stops_the_job_before_the_mode
     data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "p"}])
     with pytest.raises(ConfigError, match=message):
         run_training(_grpo_spec(smollm2_dir, data, tmp_path / "run", [{"function": function}]), tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ({"training": {"distributed": "fsdp"}}, ("objective 'grpo'", "'fsdp'", "sampling from FSDP2 shards")),
+        ({"training": {"packing": True}}, ("training.packing", "grpo")),
+        ({"dataset": {"format": "prompt", "eval_fraction": 0.1}}, ("eval_fraction",)),
+        ({"dataset": {"format": "completion"}}, ("objective 'grpo'", "format 'prompt'")),
+    ],
+)
+def test_grpo_refuses_settings_it_cannot_honour(extra, names):
+    from kubetune.spec.base import validate_config
+    from kubetune.spec.job import JobSpec
+
+    trainer = {"objective": "grpo", "dataset": {"format": "prompt"}, "grpo": {"rewards": REWARDS}, **extra}
+    with pytest.raises(ConfigError) as caught:
+        validate_config(JobSpec, {"name": "t", "trainer": trainer})
+    text = str(caught.value)
+    assert "\n" not in text and all(name in text for name in names), text
