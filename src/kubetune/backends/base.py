@@ -120,6 +120,20 @@ class RuntimeBackend(abc.ABC):
             JobNotFoundError: no such job.
         """
 
+    @abc.abstractmethod
+    def cancel_job(self, name: str, reason: str, message: str) -> None:
+        """Stop an active job for good, recording why (a study pruning a trial): its processes or
+        pods stop, its outputs stay. Returns once stopped; a job that already ended is left as it is.
+
+        Raises:
+            JobNotFoundError.
+        """
+
+    def concurrent_job_limit(self, spec: JobSpec) -> int | None:
+        """How many jobs like ``spec`` this backend can run at once (None: no limit it knows of;
+        a cluster queues what does not fit)."""
+        return None
+
     def set_aside_outputs(self, spec: JobSpec) -> str | None:
         """Move the outputs already in ``spec``'s run directory aside, so a new job starts afresh.
 

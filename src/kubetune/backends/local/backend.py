@@ -400,6 +400,34 @@ class LocalBackend(RuntimeBackend):
             raise ConfigError(f"job {name!r} changed while resuming it; look at `kubetune jobs` and retry")
         self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
 
+    def cancel_job(self, name: str, reason: str, message: str) -> None:
+        """Mark the job Cancelled with ``reason`` and ``message``, then stop its supervisor (SIGINT:
+        it stops its children, SIGKILL after a grace period) and wait until every process of the job
+        is gone, so its CPU or GPU is free again. A job that already ended is left as it is."""
+        record = self._record(name)
+        if not self.store.set_status(name, JobStatus.CANCELLED, reason, message):
+            return
+        pid = record.supervisor_pid
+        if pid is not None and _alive(pid, record.supervisor_create_time):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        tag = job_tag(self.home, name, record.job.created_at)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while (left := job_processes(tag)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _kill_all(left)
+
+    def concurrent_job_limit(self, spec: JobSpec) -> int:
+        """Jobs like ``spec`` this machine runs at once: its GPUs divided by the GPUs a job takes, else
+        its CPU cores divided by the job's worker processes (at least 1)."""
+        gpus = spec.resources.gpu
+        if gpus:
+            import torch
+
+            return max(1, torch.cuda.device_count() // (gpus * spec.num_nodes))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // (spec.procs_per_node * spec.num_nodes))
+
     # deletion
     def _purgeable(self, record: JobRecord) -> list[Path]:
         """What kubetune wrote for the job: the whole run directory when kubetune chose it, else its
