@@ -403,7 +403,8 @@ class LocalBackend(RuntimeBackend):
     def cancel_job(self, name: str, reason: str, message: str) -> None:
         """Mark the job Cancelled with ``reason`` and ``message``, then stop its supervisor (SIGINT:
         it stops its children, SIGKILL after a grace period) and wait until every process of the job
-        is gone, so its CPU or GPU is free again. A job that already ended is left as it is."""
+        is gone, so its CPU or GPU is free again; steps still running end Failed. A job that already
+        ended is left as it is."""
         record = self._record(name)
         if not self.store.set_status(name, JobStatus.CANCELLED, reason, message):
             return
@@ -416,6 +417,9 @@ class LocalBackend(RuntimeBackend):
         while (left := job_processes(tag)) and time.monotonic() < deadline:
             time.sleep(0.1)
         _kill_all(left)
+        for step in self._record(name).job.steps:
+            if step.status == StepStatus.RUNNING:
+                self.store.set_step(name, step.name, StepStatus.FAILED)
 
     def concurrent_job_limit(self, spec: JobSpec) -> int:
         """Jobs like ``spec`` this machine runs at once: its GPUs divided by the GPUs a job takes, else
