@@ -303,6 +303,11 @@ class _StudyRun:
         active = {item.trial.number: item for item in self._adopt(study)}
         while True:
             while len(active) < parallel and _counted(study) < self.spec.n_trials:
+                if self.spec.sampler.seed is not None:
+                    # Seeded per trial number, so a resumed study draws what an uninterrupted one would
+                    # have (a sampler seeded once would repeat its first draws after each resume).
+                    number = len(study.get_trials(deepcopy=False))
+                    study.sampler = _sampler(self.spec, self.checked.space, self.spec.sampler.seed + number)
                 item = self._start(study, study.ask(distributions))
                 active[item.trial.number] = item
             if not active:
@@ -329,7 +334,7 @@ class _StudyRun:
             study_name=spec.name,
             storage=self.client._storage(),
             direction=spec.objective.direction,
-            sampler=_sampler(spec, self.checked.space),
+            sampler=_sampler(spec, self.checked.space, spec.sampler.seed),
             pruner=_pruner(spec),
             load_if_exists=True,
         )
@@ -522,10 +527,9 @@ def _to_optuna(distribution: Distribution) -> optuna.distributions.BaseDistribut
     return CategoricalDistribution(values)
 
 
-def _sampler(spec: StudySpec, space: Mapping[str, Distribution]) -> optuna.samplers.BaseSampler:
+def _sampler(spec: StudySpec, space: Mapping[str, Distribution], seed: int | None) -> optuna.samplers.BaseSampler:
     import optuna
 
-    seed = spec.sampler.seed
     if spec.sampler.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler.type == "grid":

@@ -1,0 +1,162 @@
+"""A hyperparameter study end to end on the real SmolLM2-135M: trials are local jobs, the pruner
+stops bad ones early, and a study whose tuning process is killed resumes without repeating trials.
+
+One study serves every assertion (CI budget): ``kubetune tune -f`` runs in a subprocess and is
+killed with SIGKILL once a trial has finished; ``OptimizerClient.optimize`` then resumes the
+same study from Python until its 6 trials are done. The task (a made-up code per word, 24 rows,
+6 held out for eval loss) is one the model cannot guess: a learning rate of 1e-5 leaves the
+eval loss where it started (~8), 1e-2 halves it within 4 LoRA steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from kubetune.backends.local import LocalBackend
+from kubetune.cli.main import app
+from kubetune.client import JobStatus, OptimizerClient
+
+STUDY = "lr"
+N_TRIALS = 6
+MARGIN = 1.0  # nats of eval loss between the best trial and the worst
+
+
+def write_task(folder: Path) -> Path:
+    """24 prompt/completion rows: a word and a code made of it (upper case, reversed)."""
+    words = ["zorp", "blick", "quarn", "flem", "drab", "skiv", "wub", "trel"]
+    path = folder / "codes.jsonl"
+    with path.open("w") as handle:
+        for i in range(24):
+            word = words[(i * 5) % len(words)]
+            handle.write(json.dumps({"prompt": f"Code for {word}:", "completion": f"{word.upper()} {word[::-1]}"}))
+            handle.write("\n")
+    return path
+
+
+def write_study(folder: Path, model: Path, dataset: Path) -> Path:
+    job = {
+        "trainer": {
+            "model": {"path": str(model)},
+            "dataset": {"path": str(dataset), "format": "completion", "eval_fraction": 0.25},
+            "method": "lora",
+            "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]},
+            "training": {
+                "max_steps": 4,
+                "batch_size": 4,
+                "max_seq_len": 32,
+                "eval_every": 2,
+                "lr_scheduler": "constant",
+                "checkpoint_every": None,
+            },
+            "output": {"save_merged": False},
+        }
+    }
+    (folder / "job.yaml").write_text(yaml.safe_dump(job))
+    study = {
+        "name": STUDY,
+        "job": "job.yaml",
+        "search_space": {"training.learning_rate": "loguniform(1e-6, 3e-2)"},
+        "objective": {"metric": "eval_loss", "direction": "minimize"},
+        "n_trials": N_TRIALS,
+        "parallel": 2,
+        # Seeded per trial: the learning rates are 2.9e-4, 2.1e-2, 9.9e-6, 9.9e-3, 2.2e-6, 8.1e-3.
+        "sampler": {"type": "tpe", "seed": 3},
+        "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 1},
+    }
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory, smollm2_dir):
+    """The study run twice: the CLI killed after its first finished trial, then resumed from Python."""
+    folder = tmp_path_factory.mktemp("study")
+    home = folder / "home"
+    study_file = write_study(folder, smollm2_dir, write_task(folder))
+    client = OptimizerClient(home=home)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "kubetune.cli", "tune", "-f", str(study_file), "--home", str(home)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 600
+    before = None
+    while time.monotonic() < deadline and cli.poll() is None:
+        if STUDY in client.list_studies():
+            before = client.get_study(STUDY, plot=False)
+            if any(t.status in ("complete", "pruned") for t in before.trials):
+                break
+        time.sleep(0.5)
+    assert cli.poll() is None, f"the tuning process ended before it was killed:\n{cli.stdout.read()}"
+    os.kill(cli.pid, signal.SIGKILL)
+    cli.wait()
+    before = client.get_study(STUDY, plot=False)
+    backend = LocalBackend(home)
+    created_before = {job.name: job.created_at for job in backend.list_jobs()}
+    after = client.optimize(study_file)
+    yield {"before": before, "after": after, "created_before": created_before, "backend": backend, "home": home}
+    for job in backend.list_jobs():
+        backend.delete_job(job.name)
+
+
+def test_resumed_study_keeps_finished_trials_and_runs_each_trial_once(study_run):
+    before, after, backend = study_run["before"], study_run["after"], study_run["backend"]
+    finished_before = {t.number: t for t in before.trials if t.status != "running"}
+    assert finished_before, "no trial had finished when the tuning process was killed"
+    assert len(before.trials) < N_TRIALS
+    counted = [t for t in after.trials if t.reason != "NotSubmitted"]
+    assert len(counted) == N_TRIALS and all(t.status != "running" for t in after.trials)
+    for number, trial in finished_before.items():  # kept as they were, not run again
+        again = after.trials[number]
+        assert (again.status, again.value, again.params) == (trial.status, trial.value, trial.params)
+    jobs = {job.name: job for job in backend.list_jobs()}
+    assert sorted(jobs) == sorted(t.job for t in counted)
+    for name, created in study_run["created_before"].items():  # a job is submitted once, ever
+        assert jobs[name].created_at == created
+    listed = CliRunner().invoke(app, ["jobs", "--home", str(study_run["home"]), "-o", "wide"])
+    assert listed.exit_code == 0 and all(f"{STUDY}-{t.number}" in listed.output for t in counted)
+
+
+def test_the_best_trial_beats_the_worst_by_the_margin(study_run):
+    after = study_run["after"]
+    scored = {t.number: t.value if t.value is not None else t.last_value for t in after.trials}
+    worst = max(value for value in scored.values() if value is not None)
+    best = after.best
+    assert best is not None and best.value <= worst - MARGIN, scored
+    worst_lr = min(t.params["training.learning_rate"] for t in after.trials)
+    assert best.params["training.learning_rate"] > 100 * worst_lr
+    assert (Path(best.output) / "adapter" / "adapter_config.json").is_file()
+
+
+def test_pruning_stops_a_bad_trial_early_and_cancels_its_job(study_run):
+    after, backend = study_run["after"], study_run["backend"]
+    pruned = [t for t in after.trials if t.status == "pruned"]
+    assert pruned, [(t.number, t.status, t.last_value) for t in after.trials]
+    for trial in pruned:
+        job = backend.get_job(trial.job)
+        assert job.status == JobStatus.CANCELLED and job.reason == "Pruned"
+        assert trial.reason == "Pruned" and "median pruner at step" in trial.message
+        assert job.progress is not None and job.progress.step < job.progress.total_steps
+        assert not (job.output_dir / "adapter").exists()  # it never reached the end
+
+
+def test_study_command_shows_trials_best_output_and_plot(study_run):
+    shown = CliRunner().invoke(app, ["study", STUDY, "--home", str(study_run["home"]), "--json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.output)
+    assert [t["number"] for t in data["trials"]] == [t.number for t in study_run["after"].trials]
+    assert data["best"]["job"] == study_run["after"].best.job
+    plot = Path(data["plot"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.parent.name == STUDY
