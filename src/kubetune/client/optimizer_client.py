@@ -303,9 +303,11 @@ class _StudyRun:
         active = {item.trial.number: item for item in self._adopt(study)}
         while True:
             while len(active) < parallel and _counted(study) < self.spec.n_trials:
-                if self.spec.sampler.seed is not None:
+                if self.spec.sampler.seed is not None and self.spec.sampler.type != "grid":
                     # Seeded per trial number, so a resumed study draws what an uninterrupted one would
-                    # have (a sampler seeded once would repeat its first draws after each resume).
+                    # have (a sampler seeded once would repeat its first draws after each resume). The
+                    # grid sampler keeps one seed: it orders the grid by it and finds visited points in
+                    # the storage.
                     number = len(study.get_trials(deepcopy=False))
                     study.sampler = _sampler(self.spec, self.checked.space, self.spec.sampler.seed + number)
                 item = self._start(study, study.ask(distributions))
@@ -540,8 +542,20 @@ def _sampler(spec: StudySpec, space: Mapping[str, Distribution], seed: int | Non
             else:
                 count = round((d.high - d.low) / d.step) + 1
                 grid[path] = [d.low + i * d.step for i in range(count)]
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return _grid_sampler(grid, seed)
     return optuna.samplers.TPESampler(seed=seed)
+
+
+def _grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> optuna.samplers.BaseSampler:
+    """Optuna's grid sampler without its end-of-grid ``Study.stop()``, which works only inside
+    ``Study.optimize`` (here ``n_trials`` bounds the study; a grid smaller than it repeats points)."""
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return GridSampler(grid, seed=seed)
 
 
 def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
