@@ -60,7 +60,8 @@ def study(search_space: dict, **fields) -> StudySpec:
         (
             {"training.batch_size": "uniform(1, 8)"},
             {},
-            "search_space.training.batch_size: uniform(1, 8) gives 1.0, which trainer.training.batch_size does not take",
+            "search_space.training.batch_size: uniform(1, 8) gives 1.0, which trainer.training.batch_size "
+            "does not take",
         ),
         (
             {"training.learning_rate": "uniform(0, 1e-3)"},

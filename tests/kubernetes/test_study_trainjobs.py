@@ -71,7 +71,7 @@ def test_a_study_runs_its_trials_as_trainjobs_and_prunes_by_deleting_them(api, t
     assert [body["metadata"]["name"] for body in posted] == ["k8s-0", "k8s-1", "k8s-2"]
     for body in posted:  # as created (the status is the fake controller's, written into the same object)
         trainjob_validator.validate({key: value for key, value in body.items() if key != "status"})
-    rates = {body["metadata"]["name"]: body["spec"]["trainer"]["llmConfig"]["training"]["learning_rate"] for body in posted}
+    rates = {b["metadata"]["name"]: b["spec"]["trainer"]["llmConfig"]["training"]["learning_rate"] for b in posted}
     assert {t.job: t.params["training.learning_rate"] for t in result.trials} == rates
 
     by_job = {t.job: t for t in result.trials}
