@@ -62,6 +62,7 @@ def test_a_study_runs_its_trials_as_trainjobs_and_prunes_by_deleting_them(api, t
             n_trials=3,
             sampler={"type": "grid", "seed": 5},  # the grid in the order 1e-2, 1e-4, 1e-6
             pruner={"type": "median", "n_startup_trials": 1},
+            polling_interval=0.1,
         )
     finally:
         stop.set()

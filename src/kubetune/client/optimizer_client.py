@@ -55,7 +55,6 @@ MESSAGE_ATTR = "message"
 DEFINITION_ATTR = "definition"  # a study's user attribute: what must not change across resumes
 NOT_SUBMITTED = "NotSubmitted"
 PRUNED_REASON = "Pruned"
-POLL_S = 0.5
 
 
 @dataclass
@@ -128,6 +127,7 @@ class OptimizerClient:
 
             home = getattr(self.backend, "home", None) or default_home()
         self.layout = LocalHome(Path(home).expanduser().resolve())
+        self._opened_storage: optuna.storages.RDBStorage | None = None
 
     def optimize(
         self,
@@ -146,6 +146,7 @@ class OptimizerClient:
         sampler: str | Mapping[str, Any] = "tpe",
         pruner: str | Mapping[str, Any] | None = None,
         progress: Callable[[str], None] | None = None,
+        polling_interval: float = 0.5,
     ) -> StudyResult:
         """Run (or resume) a study until it has ``n_trials`` trials, and return it.
 
@@ -156,7 +157,8 @@ class OptimizerClient:
         or a distribution object), ``objective`` (a metric name, or ``{"function":
         "module:fn"}``), ``direction``, ``sampler`` (``tpe``, ``random``, ``grid``, or
         ``{"type": ..., "seed": ...}``) and ``pruner`` (``median``, ``successive_halving`` or
-        their options). ``progress`` receives one line per trial event.
+        their options). ``progress`` receives one line per trial event; the running trials'
+        jobs are read every ``polling_interval`` seconds.
 
         A study of the same name continues: finished trials are kept, trials whose jobs are
         still running are followed to their end, and only the missing trials are started.
@@ -187,7 +189,7 @@ class OptimizerClient:
         elif isinstance(study, Mapping):
             study = _validated(dict(study))
         checked = check_study(study)
-        return _StudyRun(self, checked, progress or (lambda line: None)).run()
+        return _StudyRun(self, checked, progress or (lambda line: None), polling_interval).run()
 
     def get_study(self, name: str, plot: bool = True) -> StudyResult:
         """The study ``name`` as stored: trials (params, objective, status, duration, reason), the
@@ -218,12 +220,15 @@ class OptimizerClient:
         return [s.study_name for s in optuna.get_all_study_summaries(self._storage())]
 
     def _storage(self) -> optuna.storages.RDBStorage:
+        """The study storage, opened once per client (opening checks the schema, about a second)."""
         import optuna
 
-        self.layout.root.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(
-            f"sqlite:///{self.layout.studies_db}", engine_kwargs={"connect_args": {"timeout": 60}}
-        )
+        if self._opened_storage is None:
+            self.layout.root.mkdir(parents=True, exist_ok=True)
+            self._opened_storage = optuna.storages.RDBStorage(
+                f"sqlite:///{self.layout.studies_db}", engine_kwargs={"connect_args": {"timeout": 60}}
+            )
+        return self._opened_storage
 
     def _spec_from_parts(
         self,
@@ -288,8 +293,11 @@ class _Active:
 class _StudyRun:
     """One run of a study in this process: ask, submit, watch, prune, tell, until n_trials."""
 
-    def __init__(self, client: OptimizerClient, checked: CheckedStudy, log: Callable[[str], None]):
+    def __init__(
+        self, client: OptimizerClient, checked: CheckedStudy, log: Callable[[str], None], polling_interval: float
+    ):
         self.client = client
+        self.polling_interval = polling_interval
         self.backend = client.backend
         self.checked = checked
         self.spec = checked.spec
@@ -314,7 +322,7 @@ class _StudyRun:
                 active[item.trial.number] = item
             if not active:
                 break
-            time.sleep(POLL_S)
+            time.sleep(self.polling_interval)
             for number, item in list(active.items()):
                 if self._poll(study, item):
                     del active[number]
