@@ -5,7 +5,7 @@ One study serves every assertion (CI budget): ``kubetune tune -f`` runs in a sub
 killed with SIGKILL once a trial has finished; ``OptimizerClient.optimize`` then resumes the
 same study from Python until its 6 trials are done. The task (a made-up code per word, 24 rows,
 6 held out for eval loss) is one the model cannot guess: a learning rate of 1e-5 leaves the
-eval loss where it started (~8), 1e-2 halves it within 4 LoRA steps.
+eval loss where it started (~8.2), a few 1e-3 bring it down by nats within 4 LoRA steps.
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ def write_study(folder: Path, model: Path, dataset: Path) -> Path:
     study = {
         "name": STUDY,
         "job": "job.yaml",
-        "search_space": {"training.learning_rate": "loguniform(1e-6, 3e-2)"},
+        "search_space": {"training.learning_rate": "loguniform(1e-6, 1e-2)"},
         "objective": {"metric": "eval_loss", "direction": "minimize"},
         "n_trials": N_TRIALS,
         "parallel": 2,
-        # Seeded per trial: the learning rates are 2.9e-4, 2.1e-2, 9.9e-6, 9.9e-3, 2.2e-6, 8.1e-3.
+        # Seeded per trial: the learning rates are 1.6e-4, 7.4e-3, 7.7e-6, 3.7e-3, 2.0e-6, 3.1e-3.
         "sampler": {"type": "tpe", "seed": 3},
         "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 1},
     }
@@ -129,14 +129,15 @@ def test_resumed_study_keeps_finished_trials_and_runs_each_trial_once(study_run)
     assert listed.exit_code == 0 and all(f"{STUDY}-{t.number}" in listed.output for t in counted)
 
 
-def test_the_best_trial_beats_the_worst_by_the_margin(study_run):
+def test_the_best_trial_beats_the_smallest_learning_rate_by_the_margin(study_run):
     after = study_run["after"]
-    scored = {t.number: t.value if t.value is not None else t.last_value for t in after.trials}
-    worst = max(value for value in scored.values() if value is not None)
+    smallest = min(after.trials, key=lambda t: t.params["training.learning_rate"])
+    worst = smallest.value if smallest.value is not None else smallest.last_value  # pruned: its last eval loss
     best = after.best
-    assert best is not None and best.value <= worst - MARGIN, scored
-    worst_lr = min(t.params["training.learning_rate"] for t in after.trials)
-    assert best.params["training.learning_rate"] > 100 * worst_lr
+    scores = [(t.params["training.learning_rate"], t.status, t.value, t.last_value) for t in after.trials]
+    assert best is not None and best.value <= worst - MARGIN, scores
+    assert all(best.value <= (t.value if t.value is not None else t.last_value) for t in after.trials), scores
+    assert best.params["training.learning_rate"] > 100 * smallest.params["training.learning_rate"]
     assert (Path(best.output) / "adapter" / "adapter_config.json").is_file()
 
 

@@ -437,7 +437,8 @@ class _StudyRun:
                 continue
             item.reported.add(step)
             trial.report(value, step)
-            if self.spec.pruner is not None and not job.status.is_terminal and trial.should_prune():
+            final = step >= record.get("total_steps", math.inf)  # trained to the end: scored, not pruned
+            if self.spec.pruner is not None and not final and not job.status.is_terminal and trial.should_prune():
                 message = f"{self.spec.pruner.type} pruner at step {step}: {metric} {value:.4g}"
                 self.backend.cancel_job(item.job, PRUNED_REASON, message)
                 trial.set_user_attr(REASON_ATTR, PRUNED_REASON)
