@@ -87,10 +87,11 @@ def cases(tiny: bool) -> list[Case]:
             Case("tiny-lora-var-fsdp-2", "tiny", "lora", "fsdp", 2, "var", 2, 128, steps=3, warmup=1),
         ]
     return [
-        Case("8b-lora-var-ddp-1gpu", "8b", "lora", "ddp", 1, "var", 8, steps=10),
-        Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 8, steps=10),
-        Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 8, steps=10),
+        Case("8b-lora-var-ddp-1gpu", "8b", "lora", "ddp", 1, "var", 8, steps=24, warmup=4),
+        Case("8b-lora-var-ddp-2gpu", "8b", "lora", "ddp", 2, "var", 8, steps=24, warmup=4),
+        Case("8b-lora-var-ddp-4gpu", "8b", "lora", "ddp", 4, "var", 8, steps=24, warmup=4),
         Case("8b-full-fixed-fsdp-4gpu", "8b", "full", "fsdp", 4, "fixed", 2, packing=False, compile=True),
+        Case("8b-full-fixed-fsdp-4gpu-b4", "8b", "full", "fsdp", 4, "fixed", 4, packing=False, compile=True),
         Case("70b-lora-fixed-fsdp-4gpu", "70b", "lora", "fsdp", 4, "fixed", 1, packing=False, checkpointing=1.0,
              steps=4, warmup=1),
     ]  # fmt: skip
@@ -220,8 +221,24 @@ def worker(case: Case, out_file: Path) -> None:
 
 
 def _torchrun(gpus: int, args: list[str], env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """One torchrun launch; past ``timeout`` its whole process group is killed and the status is 124."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        code = 124
+    print(
+        f"  [{time.perf_counter() - started:.0f}s] torchrun x{gpus} {' '.join(args[-2:])[-90:]} -> {code}", flush=True
+    )
+    return subprocess.CompletedProcess(command, code, output, "")
 
 
 def run_case(case: Case, work_dir: Path, tiny: bool) -> Row:
@@ -302,7 +319,8 @@ def resume_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     model = _small_model(work_dir / "model", tokenizer_dir)
     data = _dataset(work / "data.jsonl", 256)
     steps, every = 12, 4
-    common = {"checkpoint_every": every, "keep_checkpoints": 3, "distributed": "fsdp"}
+    # Compilation is off: resuming does not depend on it, and it would dominate each launch's time.
+    common = {"checkpoint_every": every, "keep_checkpoints": 3, "distributed": "fsdp", "compile": False}
     if tiny:
         common["precision"] = "fp32"
     env = lambda n: {} if tiny else {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}  # noqa: E731
@@ -336,7 +354,10 @@ def resume_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
         shutil.copytree(broken, work / name)
     done = _torchrun(2, [*entry, str(config)], env(2))
     report["resume_2_rc"] = done.returncode
-    for n, name in ((1, "resume-1"), (4, "resume-4")):
+    import torch
+
+    sizes = ((1, "resume-1"), (4, "resume-4")) if tiny or torch.cuda.device_count() >= 4 else ((1, "resume-1"),)
+    for n, name in sizes:
         run = work / name
         spec = _spec(model, data, run, 8 // n, steps, **common)
         done = _torchrun(n, [*entry, str(_write_spec(spec, run))], env(n))
@@ -351,6 +372,68 @@ def resume_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
             got = _losses(work / name / "output")
             report[f"losses_on_{n}"] = got
             report[f"max_rel_diff_on_{n}"] = max(abs(a - b) / abs(b) for a, b in zip(got, want, strict=True))
+    return report
+
+
+def entry_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
+    """1B LoRA on variable-length text through ``python -m kubetune.trainer`` with default speed settings, 1 and 2 GPUs.
+
+    Real tokens/s is the trainer's own ``tokens_per_s`` in metrics.jsonl, averaged over the steps
+    after the first four (compilation and warm-up).
+    """
+    import random
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    work = work_dir / "entry"
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "model"
+    if not (model / "config.json").is_file():
+        torch.manual_seed(0)
+        shape = SCALING_SHAPES["small" if tiny else "1b"]
+        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+            built = LlamaForCausalLM._from_config(
+                LlamaConfig(**shape, max_position_embeddings=4096), dtype=torch.bfloat16
+            )
+        built.save_pretrained(model)
+        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(model)
+    rng = random.Random(5)
+    words = ["alpha", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "garden", "silver"]
+    data = work / "data.jsonl"
+    max_len, batch, steps = (256, 2, 6) if tiny else (2048, 8, 14)
+    with data.open("w") as handle:
+        for n in sample_lengths("var", 4 * batch * steps, max_len, seed=11):
+            text = " ".join(rng.choices(words, k=max(4, n // 2)))
+            handle.write(json.dumps({"prompt": text[: len(text) // 4], "completion": text[len(text) // 4 :]}) + "\n")
+    report: dict = {"model": "random Llama 1B shape" if not tiny else "small", "batch_per_gpu": batch}
+    counts = (1, 2) if tiny or torch.cuda.device_count() >= 2 else (1,)
+    for n in counts:
+        run = work / f"gpus-{n}"
+        trainer = {
+            "model": {"path": str(model)},
+            "dataset": {"path": str(data), "format": "completion"},
+            "method": "lora",
+            "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"},
+            "training": {"max_steps": steps, "batch_size": batch, "max_seq_len": max_len, "distributed": "ddp",
+                         **({"precision": "fp32"} if tiny else {})},
+            "output": {"save_merged": False},
+        }  # fmt: skip
+        from kubetune.spec.base import validate_config
+        from kubetune.spec.job import JobSpec
+
+        spec = validate_config(JobSpec, {"name": run.name, "trainer": trainer, "output_dir": str(run)})
+        env = {} if tiny else {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
+        done = _torchrun(n, ["-m", "kubetune.trainer", "--config", str(_write_spec(spec, run))], env, timeout=170)
+        if done.returncode != 0:
+            report[f"gpus_{n}_error"] = (done.stdout + done.stderr)[-1200:]
+            continue
+        records = [json.loads(line) for line in (run / "output" / "metrics.jsonl").read_text().splitlines()]
+        timed = [r["tokens_per_s"] for r in records if r.get("tokens_per_s") and r["step"] > 4]
+        report[f"gpus_{n}_tokens_per_s"] = round(sum(timed) / len(timed), 1)
+        report[f"gpus_{n}_tokens_per_s_per_gpu"] = round(sum(timed) / len(timed) / n, 1)
+    if "gpus_1_tokens_per_s" in report and "gpus_2_tokens_per_s" in report:
+        report["per_gpu_efficiency_2"] = round(report["gpus_2_tokens_per_s_per_gpu"] / report["gpus_1_tokens_per_s"], 3)
     return report
 
 
@@ -407,7 +490,9 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, help="where scaling.json and scaling.md go")
     parser.add_argument("--work-dir", type=Path, help="models, runs and per-case results (default: --out-dir)")
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--only", default="", help="comma-separated case-name substrings, or 'resume', 'multinode'")
+    parser.add_argument(
+        "--only", default="", help="comma-separated case-name substrings, 'entry', 'resume', 'multinode'"
+    )
     parser.add_argument("--tokenizer", type=Path, help="folder with a tokenizer for the small on-disk model")
     parser.add_argument("--worker")
     parser.add_argument("--result", type=Path)
@@ -421,14 +506,19 @@ def main() -> None:
     wanted = [w for w in args.only.split(",") if w]
     report: dict = {"device": _device_name()}
     rows = []
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 4
     for case in cases(args.tiny):
-        if wanted and not any(w in case.name for w in wanted):
+        if (wanted and not any(w in case.name for w in wanted)) or case.gpus > gpus:
             continue
         rows.append(run_case(case, work_dir, args.tiny))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
         report["rows"] = [asdict(r) for r in rows]
         _save(args.out_dir, report, rows)
-    for name, fn in (("multinode", multinode_rows), ("resume", resume_rows)):
+    for name, fn in (("entry", entry_rows), ("multinode", multinode_rows), ("resume", resume_rows)):
+        if name == "multinode" and gpus < 4:
+            continue
         if args.tokenizer and (not wanted or name in wanted):
             started = time.perf_counter()
             report[name] = fn(work_dir, args.tokenizer, args.tiny)

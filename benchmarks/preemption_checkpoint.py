@@ -11,7 +11,11 @@ checkpoint's own write time (``checkpoint_s`` in metrics.jsonl), its size, and t
 
 ``--model`` is a Hugging Face model folder with a tokenizer (SmolLM2-135M-Instruct converted
 from its GGUF, as tests/conftest.py does). Cases: that model with LoRA and full fine-tuning, and
-a larger random-weight Llama of the same tokenizer (``--large``) with LoRA and full.
+a larger random-weight Llama of the same tokenizer with LoRA and full. On a GPU, ``--shapes 1b,8b``
+replaces the larger model with the 1B and 8B shapes of ``gpu_finetune.py`` (random bf16 weights
+built on the GPU; 8B with LoRA only, as its full fine-tune does not fit one GPU).
+
+    python benchmarks/preemption_checkpoint.py --model /path/to/tokenizer-and-model --shapes 1b,8b --out /tmp/p.json
 """
 
 from __future__ import annotations
@@ -43,6 +47,25 @@ def large_model(source: Path, target: Path) -> Path:
     config.update(LARGE)
     torch.manual_seed(0)
     transformers.AutoModelForCausalLM.from_config(config).save_pretrained(target)
+    transformers.AutoTokenizer.from_pretrained(source).save_pretrained(target)
+    return target
+
+
+def shaped_model(source: Path, target: Path, shape: str) -> Path:
+    """A random bf16 Llama of one of ``gpu_finetune.SHAPES``, with ``source``'s tokenizer, built on the GPU."""
+    import torch
+    import transformers
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gpu_finetune import SHAPES
+
+    if (target / "config.json").exists():
+        return target
+    config = transformers.LlamaConfig(**SHAPES[shape], max_position_embeddings=4096)
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = transformers.LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(target)
     transformers.AutoTokenizer.from_pretrained(source).save_pretrained(target)
     return target
 
@@ -106,11 +129,17 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--shapes", default="", help="gpu_finetune.py shapes (1b,8b) for the larger models")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="kt-preempt-"))
     work.mkdir(parents=True, exist_ok=True)
     data = write_data(work / "train.jsonl")
-    large = large_model(args.model, work / "large-model")
+    models = [("smollm2-135m", args.model, ("lora", "full"))]
+    for shape in filter(None, args.shapes.split(",")):
+        methods = ("lora",) if shape == "8b" else ("lora", "full")
+        models.append((f"llama-random-{shape}", shaped_model(args.model, work / f"model-{shape}", shape), methods))
+    if not args.shapes:
+        models.append(("llama-random-large", large_model(args.model, work / "large-model"), ("lora", "full")))
     import transformers
 
     def parameters(path: Path) -> int:
@@ -120,14 +149,17 @@ def main() -> None:
         return sum(p.numel() for p in model.parameters())
 
     cases = []
-    for label, path in (("smollm2-135m", args.model), ("llama-random-large", large)):
+    for label, path, methods in models:
         count = parameters(path)
-        for method in ("lora", "full"):
+        for method in methods:
             result = run_case(f"{label}-{method}", path, method, data, work)
             result["parameters_m"] = round(count / 1e6, 1)
             print(json.dumps(result), flush=True)
             cases.append(result)
-    report = {"device": f"CPU ({platform.processor() or platform.machine()}), shared", "cases": cases}
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.machine()}), shared"
+    report = {"device": device, "cases": cases}
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 

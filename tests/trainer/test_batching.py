@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kubetune.trainer.data.batching import collate, eval_batches, micro_batches, micro_batches_per_epoch
+from kubetune.trainer.data.batching import (
+    balanced_shares,
+    collate,
+    eval_batches,
+    micro_batches,
+    micro_batches_per_epoch,
+)
 from kubetune.trainer.data.formats import IGNORE_INDEX, Example
 
 
@@ -32,6 +38,20 @@ def test_ranks_together_see_what_one_process_sees_per_global_batch():
     for index, whole in enumerate(single):
         together = split[0][index] + split[1][index]
         assert sorted(ex.input_ids[0] for ex in together) == sorted(ex.input_ids[0] for ex in whole)
+
+
+def test_ranks_of_a_variable_length_batch_get_even_token_totals():
+    # Lognormal-like lengths: dealt round-robin, one rank would wait for the other in every step.
+    lengths = [1800, 40, 35, 900, 60, 1200, 30, 25, 700, 50, 20, 640, 45, 1500, 15, 80]
+    shares = balanced_shares(lengths, 2)
+    assert sorted(shares[0] + shares[1]) == list(range(16))
+    assert [len(s) for s in shares] == [8, 8], "every rank keeps batch_size examples (memory plan)"
+    totals = [sum(lengths[i] for i in s) for s in shares]
+    assert abs(totals[0] - totals[1]) <= 0.02 * sum(totals)
+    round_robin = [sum(lengths[r::2]) for r in range(2)]
+    assert abs(round_robin[0] - round_robin[1]) > 10 * abs(totals[0] - totals[1])
+    assert [len(s) for s in balanced_shares(lengths[:5], 2)] == [3, 2]
+    assert balanced_shares(lengths, 1) == [list(range(16))]
 
 
 def test_eval_batches_cover_every_example_once_with_equal_rounds():

@@ -115,7 +115,12 @@ def wrap_model(objective: torch.nn.Module, ctx: DistributedContext, strategy: st
         return objective
     if strategy == "ddp":
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(objective, device_ids=device_ids)
+        # Buffers (rotary frequencies) are constants every rank computes itself: broadcasting them
+        # before each forward would only add a collective per step. Gradients live in the
+        # all-reduce buckets instead of being copied into them.
+        return torch.nn.parallel.DistributedDataParallel(
+            objective, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
+        )
     return shard_model(objective, precision)
 
 

@@ -55,11 +55,13 @@ def micro_batches(
 ) -> Iterator[list[Example]]:
     """Yield this rank's micro-batches for one epoch.
 
-    Each global batch of ``batch_size * world_size`` examples is dealt round-robin to the
-    ranks, so every rank yields the same number of micro-batches (a rank that ran out would
-    leave the others waiting in the gradient all-reduce). A trailing partial batch is kept
-    when it gives every rank at least one example; otherwise its fewer than ``world_size``
-    examples are skipped this epoch (the shuffle puts different ones last each epoch).
+    Each global batch of ``batch_size * world_size`` examples is split between the ranks by
+    :func:`balanced_shares`, so every rank yields the same number of micro-batches (a rank that
+    ran out would leave the others waiting in the gradient all-reduce) holding about the same
+    number of tokens (a rank with more would leave the others waiting too). A trailing partial
+    batch is kept when it gives every rank at least one example; otherwise its fewer than
+    ``world_size`` examples are skipped this epoch (the shuffle puts different ones last each
+    epoch).
     """
     order = epoch_order(len(examples), epoch, seed)
     global_batch = batch_size * world_size
@@ -67,7 +69,29 @@ def micro_batches(
         chunk = order[start : start + global_batch]
         if len(chunk) < world_size:
             return
-        yield [examples[i] for i in chunk[rank::world_size]]
+        share = balanced_shares([len(examples[i].input_ids) for i in chunk], world_size)[rank]
+        yield [examples[chunk[i]] for i in share]
+
+
+def balanced_shares(lengths: list[int], world_size: int) -> list[list[int]]:
+    """Split positions ``0..len(lengths)-1`` between ranks: equal counts (within one), even token totals.
+
+    Longest first, each position goes to the rank with the fewest tokens among those still
+    below their count (greedy longest-processing-time). The split is a pure function of the
+    lengths, so every rank computes the same one; each share keeps the original order. The
+    loss is normalised by the global number of targets (see ``train_step``), so which rank
+    holds an example does not change the step's gradient.
+    """
+    if world_size == 1:
+        return [list(range(len(lengths)))]
+    capacity = [len(lengths) // world_size + (1 if r < len(lengths) % world_size else 0) for r in range(world_size)]
+    tokens = [0] * world_size
+    shares: list[list[int]] = [[] for _ in range(world_size)]
+    for position in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        rank = min((r for r in range(world_size) if len(shares[r]) < capacity[r]), key=lambda r: (tokens[r], r))
+        shares[rank].append(position)
+        tokens[rank] += lengths[position]
+    return [sorted(share) for share in shares]
 
 
 def eval_batches(
