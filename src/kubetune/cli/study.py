@@ -12,6 +12,7 @@ from rich.table import Table
 from kubetune.cli import jobs as job_commands
 from kubetune.cli.console import console
 from kubetune.client import OptimizerClient, StudyResult, TrialResult
+from kubetune.client.optimizer_client import NOT_SUBMITTED
 
 StudyFile = Annotated[Path, typer.Option("--file", "-f", help="Study YAML file.", dir_okay=False)]
 
@@ -71,7 +72,7 @@ def print_study(result: StudyResult) -> None:
             _note(trial),
         )
     console.print(table)
-    done = sum(t.status != "running" for t in result.trials)
+    done = sum(t.status != "running" and t.reason != NOT_SUBMITTED for t in result.trials)
     console.print(f"study {result.name}: {done} of {result.n_trials} trials done ({result.direction} {result.metric})")
     if result.best is not None:
         best = result.best
