@@ -99,3 +99,38 @@ def _trainer():
             }
         )
     )
+
+
+def score(job) -> float:
+    """A user objective: the finished trial's eval loss plus its training loss."""
+    return job.progress.eval_loss + job.progress.loss
+
+
+def test_a_user_objective_function_scores_trials_and_successive_halving_prunes(api, tmp_path):  # noqa: F811
+    url, state = api
+    client = OptimizerClient(make_backend(url), home=tmp_path / "home")
+    base = client.trainer_client.job_spec(
+        runtime=RUNTIME, initializer=Initializer(dataset="s3://data/train.jsonl"), trainer=_trainer()
+    )
+    stop = threading.Event()
+    controller = threading.Thread(target=play_controller, args=(state, stop), daemon=True)
+    controller.start()
+    try:
+        result = client.optimize(
+            name="fn",
+            job=base,
+            search_space={"training.learning_rate": "choice([0.01, 0.0001])"},
+            objective={"function": "test_study_trainjobs:score"},
+            n_trials=2,
+            sampler={"type": "grid", "seed": 1},  # 1e-2 first
+            pruner={"type": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+            polling_interval=0.1,
+        )
+    finally:
+        stop.set()
+        controller.join()
+    first, second = result.trials
+    assert (first.status, first.value) == ("complete", eval_loss(0.01, 4) + 2.0)
+    assert result.metric == "test_study_trainjobs:score"
+    assert second.status == "pruned" and "successive_halving pruner at step 2" in second.message
+    assert state.made("DELETE", "/trainjobs/fn-1") and not state.made("DELETE", "/trainjobs/fn-0")
