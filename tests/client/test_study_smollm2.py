@@ -23,6 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from kubetune.backends.local import LocalBackend
+from kubetune.backends.local.backend import job_processes, job_tag
 from kubetune.cli.main import app
 from kubetune.client import JobStatus, OptimizerClient
 
@@ -155,6 +156,7 @@ def test_pruning_stops_a_bad_trial_early_and_cancels_its_job(study_run):
         assert trial.reason == "Pruned" and "median pruner at step" in trial.message
         assert job.progress is not None and job.progress.step < job.progress.total_steps
         assert not (job.output_dir / "adapter").exists()  # it never reached the end
+        assert not job_processes(job_tag(backend.home, job.name, job.created_at))  # its processes are gone
 
 
 def test_study_command_shows_trials_best_output_and_plot(study_run):
