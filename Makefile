@@ -26,7 +26,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

@@ -16,6 +16,7 @@ local backend on a small random model saved to disk. Only real tokens count; FLO
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -437,6 +438,63 @@ def entry_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     return report
 
 
+def host_memory_rows(model: Path, tiny: bool) -> dict:
+    """Peak host memory (RSS) per process while 4 FSDP2 processes (or one per GPU, if fewer) load ``model`` from disk.
+
+    The processes then train 3 LoRA steps.
+
+    Each rank builds the model on the meta device; rank 0 alone reads the safetensors files and
+    broadcasts each rank's shards, so the bound is one copy of the weights on rank 0 (plus the
+    runtime), not one per process.
+    """
+    import psutil
+
+    run = model.parent / "hostmem"
+    data = _dataset(model.parent / "hostmem-data.jsonl", 64)
+    trainer = {
+        "model": {"path": str(model)},
+        "dataset": {"path": str(data), "format": "completion"},
+        "method": "lora",
+        "lora": {"r": 16, "target_modules": "all-linear"},
+        "training": {"max_steps": 3, "batch_size": 1, "max_seq_len": 256, "distributed": "fsdp", "compile": False,
+                     **({"precision": "fp32"} if tiny else {})},
+        "output": {"save_merged": False},
+    }  # fmt: skip
+    from kubetune.spec.base import validate_config
+    from kubetune.spec.job import JobSpec
+
+    spec = validate_config(JobSpec, {"name": "hostmem", "trainer": trainer, "output_dir": str(run)})
+    import torch
+
+    procs = 4 if tiny or not torch.cuda.is_available() else min(4, torch.cuda.device_count())
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
+    command += ["-m", "kubetune.trainer", "--config", str(_write_spec(spec, run))]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peaks: dict[int, int] = {}
+    while proc.poll() is None:
+        try:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    peaks[child.pid] = max(peaks.get(child.pid, 0), child.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.1)
+    output = proc.stdout.read() if proc.stdout else ""
+    weights = sum(f.stat().st_size for f in model.glob("*.safetensors"))
+    # The workers are the largest processes (torchrun itself and compile helpers are far smaller).
+    ranks = sorted(peaks.values(), reverse=True)[:procs]
+    report = {
+        "rc": proc.returncode,
+        "processes": procs,
+        "weights_on_disk_gib": round(weights / 2**30, 2),
+        "peak_rss_gib_per_worker": [round(r / 2**30, 2) for r in ranks],
+        "peak_rss_gib_total": round(sum(ranks) / 2**30, 2),
+    }
+    if proc.returncode != 0:
+        report["error"] = output[-1200:]
+    return report
+
+
 def multinode_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     """The local backend: 2 nodes x 2 processes vs 1 node x 4 processes, same loss curve."""
     from kubetune.backends.local import LocalBackend
@@ -494,6 +552,7 @@ def main() -> None:
         "--only", default="", help="comma-separated case-name substrings, 'entry', 'resume', 'multinode'"
     )
     parser.add_argument("--tokenizer", type=Path, help="folder with a tokenizer for the small on-disk model")
+    parser.add_argument("--host-memory-model", type=Path, help="measure host memory of FSDP2 ranks loading it")
     parser.add_argument("--worker")
     parser.add_argument("--result", type=Path)
     args = parser.parse_args()
@@ -525,6 +584,10 @@ def main() -> None:
             report[name]["seconds"] = round(time.perf_counter() - started, 1)
             print(name, json.dumps(report[name])[:1500], flush=True)
             _save(args.out_dir, report, rows)
+    if args.host_memory_model:
+        report["host_memory"] = host_memory_rows(args.host_memory_model, args.tiny)
+        print("host_memory", json.dumps(report["host_memory"])[:1500], flush=True)
+        _save(args.out_dir, report, rows)
     print(f"\n{report['device']}\n\n{table(rows)}")
 
 

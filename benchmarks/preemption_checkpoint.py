@@ -86,7 +86,7 @@ def run_case(name: str, model: Path, method: str, data: Path, work: Path) -> dic
             "model": {"path": str(model)},
             "dataset": {"path": str(data), "format": "completion"},
             "method": method,
-            "lora": {"r": 16},
+            **({"lora": {"r": 16}} if method == "lora" else {}),
             "training": {"max_steps": 1000, "batch_size": 1, "max_seq_len": 32},
             "output": {"save_merged": False},
         },
@@ -112,7 +112,7 @@ def run_case(name: str, model: Path, method: str, data: Path, work: Path) -> dic
     log.close()
     last = json.loads(metrics.read_text().splitlines()[-1])
     checkpoint = run / "output" / "checkpoints" / f"step-{last['step']}"
-    size = sum(f.stat().st_size for f in checkpoint.iterdir())
+    size = sum(f.stat().st_size for f in checkpoint.rglob("*") if f.is_file())
     return {
         "case": name,
         "method": method,
@@ -134,7 +134,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="kt-preempt-"))
     work.mkdir(parents=True, exist_ok=True)
     data = write_data(work / "train.jsonl")
-    models = [("smollm2-135m", args.model, ("lora", "full"))]
+    # --model may be a tokenizer folder only (no weights) when --shapes gives the models.
+    has_weights = any(args.model.glob("*.safetensors"))
+    models = [("smollm2-135m", args.model, ("lora", "full"))] if has_weights else []
     for shape in filter(None, args.shapes.split(",")):
         methods = ("lora",) if shape == "8b" else ("lora", "full")
         models.append((f"llama-random-{shape}", shaped_model(args.model, work / f"model-{shape}", shape), methods))
