@@ -124,6 +124,7 @@ def test_a_good_space_over_nested_and_optional_sections_passes():
                 "lora.r": "choice([8, 16, 32])",
                 "lora.dropout": {"type": "uniform", "low": 0.0, "high": 0.1},
                 "training.lr_scheduler": "choice(['cosine', 'constant'])",
+                "lora.target_modules": "choice([['q_proj'], ['q_proj', 'v_proj'], 'all-linear'])",
             },
             job={"trainer": {**base_job()["trainer"], "lora": None}},
         )
@@ -134,6 +135,7 @@ def test_a_good_space_over_nested_and_optional_sections_passes():
         "lora.r",
         "lora.dropout",
         "training.lr_scheduler",
+        "lora.target_modules",
     }
 
 

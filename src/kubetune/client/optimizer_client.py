@@ -408,7 +408,8 @@ class _StudyRun:
 
     def _trial_spec(self, name: str, params: Mapping[str, Any]) -> JobSpec:
         job = self.spec.job
-        update: dict[str, Any] = {"name": name, "trainer": trainer_with(self.base_trainer, params)}
+        values = {path: _choice_value(self.checked.space[path], value) for path, value in params.items()}
+        update: dict[str, Any] = {"name": name, "trainer": trainer_with(self.base_trainer, values)}
         if job.output_dir is not None:
             update["output_dir"] = str(Path(job.output_dir) / name)
         return job.model_copy(update=update)
@@ -536,6 +537,13 @@ def _to_optuna(distribution: Distribution) -> optuna.distributions.BaseDistribut
         return IntDistribution(distribution.low, distribution.high, step=distribution.step)
     values = [json.dumps(v) if isinstance(v, list | dict) else v for v in distribution.values]
     return CategoricalDistribution(values)
+
+
+def _choice_value(distribution: Distribution, stored: Any) -> Any:
+    """The value a trial's parameter stands for: a list or mapping choice is stored as its JSON text."""
+    if not isinstance(distribution, Choice):
+        return stored
+    return dict(zip(_to_optuna(distribution).choices, distribution.values, strict=True)).get(stored, stored)
 
 
 def _sampler(spec: StudySpec, space: Mapping[str, Distribution], seed: int | None) -> optuna.samplers.BaseSampler:
