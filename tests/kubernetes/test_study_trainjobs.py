@@ -25,8 +25,14 @@ def eval_loss(learning_rate: float, step: int) -> float:
     return 1.0 + 2 * abs(math.log10(learning_rate) + 2) + (0.5 if step == 2 else 0.0)
 
 
+# Reads of a TrainJob after it shows step 2 before it completes: submitting reads it twice (its output
+# location), a poll once, and cancelling a pruned trial once more; so the study has polled it at step
+# 2, and decided whether to prune it, before it can complete.
+READS_BEFORE_COMPLETE = 4
+
+
 def play_controller(state, stop: threading.Event) -> None:
-    """Run each TrainJob the study creates: Running at step 2, then (once read) Complete at step 4."""
+    """Run each TrainJob the study creates: Running at step 2, then (once polled) Complete at step 4."""
     seen_at: dict[str, int] = {}
     while not stop.is_set():
         for name, obj in list(state.objects.get(TRAINJOBS, {}).items()):
@@ -36,7 +42,7 @@ def play_controller(state, stop: threading.Event) -> None:
                 progress = Progress(step=2, total_steps=4, loss=3.0, eval_loss=eval_loss(lr, 2)).to_json()
                 set_conditions(state, name, ("Running", "Training", "running"), **{PROGRESS_STATUS_FIELD: progress})
                 seen_at[name] = reads
-            elif seen_at[name] >= 0 and reads >= seen_at[name] + 2:
+            elif seen_at[name] >= 0 and reads >= seen_at[name] + READS_BEFORE_COMPLETE:
                 progress = Progress(step=4, total_steps=4, loss=2.0, eval_loss=eval_loss(lr, 4)).to_json()
                 set_conditions(state, name, ("Complete", "Succeeded", "done"), **{PROGRESS_STATUS_FIELD: progress})
                 seen_at[name] = -1
