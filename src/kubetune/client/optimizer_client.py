@@ -423,7 +423,6 @@ class _StudyRun:
 
     def _poll(self, study: optuna.Study, item: _Active) -> bool:
         """Feed the pruner, prune or score the trial; True once it is told to Optuna."""
-        import optuna
 
         trial, metric = item.trial, self.spec.objective.metric
         try:
@@ -431,6 +430,7 @@ class _StudyRun:
         except JobNotFoundError:
             return self._fail(study, item, "JobNotFound", f"job {item.job} disappeared before it finished")
         records = _progress_records(job)
+        latest = None
         for record in records:
             value = metric_value(record, metric)
             step = record.get("step")
@@ -438,16 +438,13 @@ class _StudyRun:
                 continue
             item.reported.add(step)
             trial.report(value, step)
-            final = step >= record.get("total_steps", math.inf)  # trained to the end: scored, not pruned
-            if self.spec.pruner is not None and not final and not job.status.is_terminal and trial.should_prune():
-                message = f"{self.spec.pruner.type} pruner at step {step}: {metric} {value:.4g}"
-                self.backend.cancel_job(item.job, PRUNED_REASON, message)
-                trial.set_user_attr(REASON_ATTR, PRUNED_REASON)
-                trial.set_user_attr(MESSAGE_ATTR, message)
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                self.log(f"trial {trial.number}: pruned ({message})")
-                return True
+            latest = (step, value)
+        trained = bool(records) and records[-1].get("step", 0) >= records[-1].get("total_steps", math.inf)
         if not job.status.is_terminal:
+            # Decided on the newest value only, and never once the trial has trained to its last step
+            # (it is exporting; it is scored instead).
+            if self.spec.pruner is not None and latest is not None and not trained and trial.should_prune():
+                return self._prune(study, item, *latest)
             return False
         if job.status != JobStatus.COMPLETE:
             return self._fail(study, item, job.reason or job.status.value, job.message or "")
@@ -460,6 +457,17 @@ class _StudyRun:
             return self._fail(study, item, "ObjectiveError", f"{type(err).__name__}: {err}")
         study.tell(trial, value)
         self.log(f"trial {trial.number}: complete, {self.spec.objective.function or metric} = {value:.6g}")
+        return True
+
+    def _prune(self, study: optuna.Study, item: _Active, step: int, value: float) -> bool:
+        import optuna
+
+        message = f"{self.spec.pruner.type} pruner at step {step}: {self.spec.objective.metric} {value:.4g}"
+        self.backend.cancel_job(item.job, PRUNED_REASON, message)
+        item.trial.set_user_attr(REASON_ATTR, PRUNED_REASON)
+        item.trial.set_user_attr(MESSAGE_ATTR, message)
+        study.tell(item.trial, state=optuna.trial.TrialState.PRUNED)
+        self.log(f"trial {item.trial.number}: pruned ({message})")
         return True
 
     def _score(self, job: Job, records: list[dict[str, Any]]) -> float:
