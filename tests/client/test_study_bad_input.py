@@ -29,6 +29,13 @@ def base_job(**training) -> dict:
     }
 
 
+def evaluated_job() -> dict:
+    """A job whose ``evaluation:`` section reports exact_match only."""
+    job = base_job()
+    job["trainer"]["evaluation"] = {"file": "/data/eval.jsonl", "metrics": ["exact_match"]}
+    return job
+
+
 def study(search_space: dict, **fields) -> StudySpec:
     return StudySpec.model_validate(
         {"name": "s", "job": fields.pop("job", base_job()), "search_space": search_space, **fields}
@@ -93,6 +100,21 @@ def study(search_space: dict, **fields) -> StudySpec:
         ),
         (
             {"training.learning_rate": "loguniform(1e-5, 1e-3)"},
+            {"objective": {"metric": "rouge_l"}, "job": evaluated_job()},
+            "objective.metric: 'rouge_l' is not reported by this job's trainer (it reports loss, eval_loss",
+        ),
+        (
+            {"training.learning_rate": "loguniform(1e-5, 1e-3)"},
+            {
+                "objective": {"metric": "exact_match", "direction": "maximize"},
+                "pruner": {"type": "median"},
+                "job": evaluated_job(),
+            },
+            "pruner: pruning on exact_match needs intermediate evaluations; set the job's "
+            "trainer.evaluation.every_n_steps",
+        ),
+        (
+            {"training.learning_rate": "loguniform(1e-5, 1e-3)"},
             {"objective": {"function": "no_such_module:score"}},
             "objective.function: cannot import 'no_such_module:score'",
         ),
@@ -137,6 +159,15 @@ def test_a_good_space_over_nested_and_optional_sections_passes():
         "training.lr_scheduler",
         "lora.target_modules",
     }
+
+
+def test_a_metric_of_the_evaluation_section_is_accepted():
+    spec = study(
+        {"training.learning_rate": "loguniform(1e-5, 1e-3)"},
+        objective={"metric": "exact_match", "direction": "maximize"},
+        job=evaluated_job(),
+    )
+    assert check_study(spec).spec.objective.metric == "exact_match"
 
 
 def test_cli_tune_refuses_a_bad_study_before_any_job(tmp_path: Path):

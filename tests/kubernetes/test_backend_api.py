@@ -362,6 +362,10 @@ def test_steps_and_progress_come_from_pods_and_status(client, state):
     ]
     assert job.steps[3].exit_code == 3 and job.steps[3].finished_at.minute == 2
     assert (job.progress.step, job.progress.total_steps, job.progress.loss, job.progress.eta_s) == (3, 5, 1.25, 12.0)
+    assert client.get_job_metrics("tune") == [job.progress]  # the status holds the newest record only
+    assert client.get_job_config("tune") is None
+    with pytest.raises(ConfigError, match="cannot cancel a job; suspend it or delete it"):
+        client.cancel_job("tune")
     assert (job.num_nodes, job.procs_per_node, job.runtime, job.trainer_kind) == (2, 1, RUNTIME, "builtin")
     (pods,) = {r.query["labelSelector"] for r in state.made("GET", PODS)}
     assert pods == "kubetune.dev/trainjob-name=tune"

@@ -141,3 +141,19 @@ def test_the_token_is_sent_as_a_bearer_header(api, tmp_path: Path):
     (request,) = state.made("PATCH", "/status")
     assert request.headers["Authorization"] == "Bearer rotated-token"
     assert request.headers["Content-Type"] == "application/merge-patch+json"
+
+
+def test_evaluation_scores_reach_the_trainjob_status_beside_the_last_training_step(api, tmp_path: Path):
+    url, state = api
+    reporter = TrainJobStatusReporter(url, "team-a", "tune", min_interval_s=3600.0)
+    writer = MetricsWriter(RunDir(tmp_path).metrics_file, total_steps=10, reporters=(reporter,))
+    writer.log(1, loss=2.0)
+    writer.log(2, loss=1.5)  # within the interval: not sent
+    writer.log_evaluation(2, {"exact_match": 0.5, "rouge_l": 0.75})  # sent at once, on the last training record
+    assert [(p["step"], p["loss"], p.get("evaluation")) for p in patches(state)] == [
+        (1, 2.0, None),
+        (2, 1.5, {"exact_match": 0.5, "rouge_l": 0.75}),
+    ]
+    api_client = kubernetes.client.ApiClient(kubernetes.client.Configuration(host=url))
+    progress = KubernetesBackend(namespace="team-a", api_client=api_client).get_job("tune").progress
+    assert (progress.step, progress.loss, progress.evaluation) == (2, 1.5, {"exact_match": 0.5, "rouge_l": 0.75})

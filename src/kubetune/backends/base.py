@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from kubetune.contracts.progress import Progress
 from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus
-from kubetune.errors import JobFailedError, JobTimeoutError
+from kubetune.errors import ConfigError, JobFailedError, JobTimeoutError
 from kubetune.runtimes import Runtime
 from kubetune.spec.job import JobSpec
 
@@ -55,6 +56,34 @@ class RuntimeBackend(abc.ABC):
         Raises:
             JobNotFoundError, ConfigError (unknown step name).
         """
+
+    def get_job_metrics(self, name: str) -> list[Progress]:
+        """The job's progress records so far, one per logged step, oldest first.
+
+        This default has only the newest record (what :meth:`get_job` reports): a backend that can
+        read the whole ``metrics.jsonl`` returns every step. Raises JobNotFoundError.
+        """
+        progress = self.get_job(name).progress
+        return [] if progress is None else [progress]
+
+    def get_job_config(self, name: str) -> dict[str, Any] | None:
+        """The job's resolved spec (``output/config.yaml``: secrets only as references), as data.
+
+        ``None`` when this backend cannot read it (or the job has not written it yet). Raises JobNotFoundError.
+        """
+        self.get_job(name)
+        return None
+
+    def cancel_job(self, name: str, reason: str | None = None, message: str | None = None) -> None:
+        """Stop an active job without keeping its work: it ends Cancelled (its record, logs and outputs stay),
+        with ``reason`` and ``message`` when given (a study pruning a trial). Returns once its processes are gone.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job has already ended, or this backend cannot cancel
+            (stop it with :meth:`suspend_job` or :meth:`delete_job` there).
+        """
+        self.get_job(name)
+        raise ConfigError(f"{type(self).__name__} cannot cancel a job; suspend it or delete it")
 
     @abc.abstractmethod
     def get_job_events(self, name: str) -> list[Event]:
@@ -118,15 +147,6 @@ class RuntimeBackend(abc.ABC):
 
         Raises:
             JobNotFoundError: no such job.
-        """
-
-    @abc.abstractmethod
-    def cancel_job(self, name: str, reason: str, message: str) -> None:
-        """Stop an active job for good, recording why (a study pruning a trial): its processes or
-        pods stop, its outputs stay. Returns once stopped; a job that already ended is left as it is.
-
-        Raises:
-            JobNotFoundError.
         """
 
     def concurrent_job_limit(self, spec: JobSpec) -> int | None:

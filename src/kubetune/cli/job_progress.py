@@ -17,7 +17,8 @@ from kubetune.trainer.metrics import format_duration
 def describe_progress(job: Job) -> str:
     """``loss 0.4123 | eval 0.4410 | 812 tok/s | eta 1m05s`` from the job's last logged step (empty before step 1).
 
-    The objective's own values (``reward_margin 0.31``...) follow the losses.
+    The objective's own values (``reward_margin 0.31``...) and the latest scores of the job's
+    ``evaluation:`` section (``exact_match 0.97``...) follow the losses.
     """
     progress = job.progress
     if progress is None:
@@ -28,6 +29,7 @@ def describe_progress(job: Job) -> str:
     if progress.eval_loss is not None:
         parts.append(f"eval {progress.eval_loss:.4f}")
     parts.extend(f"{name} {value:.4g}" for name, value in progress.objective.items())
+    parts.extend(f"{name} {value:.2f}" for name, value in progress.evaluation.items())
     if progress.tokens_per_s is not None:
         parts.append(f"{progress.tokens_per_s:,.0f} tok/s")
     if progress.eta_s is not None:

@@ -21,6 +21,7 @@ from rich.table import Table
 from kubetune.cli.console import console, err_console
 from kubetune.cli.job_progress import describe_progress, follow_job
 from kubetune.client import Job, JobStatus, TrainerClient
+from kubetune.contracts.progress import Progress
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import ConfigError, KubetuneError
 
@@ -115,11 +116,16 @@ def _age(job: Job) -> str:
 
 
 def _exports(job: Job) -> list[tuple[str, Path]]:
-    """The exports a job has written: adapter, merged model, loss curve."""
+    """The exports a job has written: adapter, merged model, loss curve, evaluation report."""
     if job.run_dir is None:
         return []
     layout = RunDir(job.run_dir)
-    found = (("adapter", layout.adapter), ("merged", layout.merged), ("loss curve", layout.loss_curve))
+    found = (
+        ("adapter", layout.adapter),
+        ("merged", layout.merged),
+        ("loss curve", layout.loss_curve),
+        ("evaluation", layout.evaluation_report),
+    )
     return [(label, path) for label, path in found if path.exists()]
 
 
@@ -223,6 +229,13 @@ def _config_summary(job: Job) -> dict[str, Any] | None:
     }
 
 
+def _evaluation_summary(progress: Progress | None) -> str | None:
+    """``exact_match 0.97 | rouge_l 0.98`` from the latest scores of the job's evaluation: section."""
+    if progress is None or not progress.evaluation:
+        return None
+    return " | ".join(f"{name} {value:.2f}" for name, value in progress.evaluation.items())
+
+
 def describe(
     name: JobName,
     as_json: Json = False,
@@ -262,6 +275,7 @@ def describe(
             "Progress",
             f"step {progress.step}/{progress.total_steps} {describe_progress(job)}" if progress else None,
         ),
+        ("Evaluation", _evaluation_summary(progress)),
         ("Run dir", job.run_dir),
     ]
     for label, value in fields:

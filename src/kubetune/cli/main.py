@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from kubetune.cli import after_training
 from kubetune.cli import jobs as job_commands
 from kubetune.cli import study as study_commands
 from kubetune.cli.console import console, err_console
@@ -144,6 +145,26 @@ def train(
     raise typer.Exit(job_commands.report_end(job))
 
 
+@app.command()
+@user_errors
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on; anything but loopback is reachable from other machines.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8265,
+    home: job_commands.Home = None,
+    backend: job_commands.Backend = "local",
+    namespace: job_commands.Namespace = None,
+) -> None:
+    """Serve the web dashboard (jobs, live loss curves, logs, runtimes) until Ctrl-C.
+
+    Prints the URL to open; its token, new at every start, is needed for every API call.
+    """
+    from kubetune.ui.server import serve
+
+    serve(job_commands.make_client(home, backend, namespace), host, port)
+
+
 for _command in (
     job_commands.jobs,
     job_commands.describe,
@@ -158,6 +179,9 @@ for _command in (
     study_commands.study,
 ):
     app.command()(user_errors(_command))
+app.command("eval")(user_errors(after_training.evaluate))
+app.command()(user_errors(after_training.generate))
+app.command()(user_errors(after_training.chat))
 
 
 def main() -> None:

@@ -463,7 +463,14 @@ class _StudyRun:
         import optuna
 
         message = f"{self.spec.pruner.type} pruner at step {step}: {self.spec.objective.metric} {value:.4g}"
-        self.backend.cancel_job(item.job, PRUNED_REASON, message)
+        try:
+            self.backend.cancel_job(item.job, PRUNED_REASON, message)
+        except ConfigError:
+            if self.backend.get_job(item.job).status.is_terminal:
+                return False  # it ended meanwhile: scored at the next poll
+            # A backend that cannot cancel (Kubernetes: a TrainJob has no cancelled state): the job is
+            # deleted, its outputs kept; the reason stays in the study.
+            self.backend.delete_job(item.job)
         item.trial.set_user_attr(REASON_ATTR, PRUNED_REASON)
         item.trial.set_user_attr(MESSAGE_ATTR, message)
         study.tell(item.trial, state=optuna.trial.TrialState.PRUNED)

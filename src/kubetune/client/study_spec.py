@@ -408,14 +408,29 @@ def _check_metric(spec: StudySpec, has_function: bool) -> None:
             raise ConfigError(
                 "pruner: pruning on eval_loss needs intermediate evaluations; set the job's trainer.training.eval_every"
             )
-    elif metric not in PROGRESS_METRICS and not _reports_extra_metrics(trainer):
+        return
+    if metric in PROGRESS_METRICS:
+        return
+    evaluated = _evaluation_metrics(trainer)
+    if metric in evaluated:
+        if spec.pruner is not None and trainer.evaluation.every_n_steps is None:
+            raise ConfigError(
+                f"pruner: pruning on {metric} needs intermediate evaluations; set the job's "
+                "trainer.evaluation.every_n_steps"
+            )
+        return
+    if trainer.objective == "sft":  # a preference objective's own values are checked when a trial ends
+        reported = [*PROGRESS_METRICS, *evaluated]
         raise ConfigError(
-            f"objective.metric: {metric!r} is not reported by this job's trainer "
-            f"(it reports {', '.join(PROGRESS_METRICS)})"
+            f"objective.metric: {metric!r} is not reported by this job's trainer (it reports {', '.join(reported)})"
         )
 
 
-def _reports_extra_metrics(trainer: LLMConfig) -> bool:
-    """Whether the trainer writes values beyond the progress fields: a preference objective's
-    values, or an evaluation section's metrics. Their names are checked when the first trial ends."""
-    return trainer.objective != "sft" or getattr(trainer, "evaluation", None) is not None
+def _evaluation_metrics(trainer: LLMConfig) -> list[str]:
+    """The scores the job's ``evaluation:`` section writes into its progress records (none without one)."""
+    from kubetune.spec.evaluation import default_metrics
+
+    evaluation = trainer.evaluation
+    if evaluation is None:
+        return []
+    return list(evaluation.metrics or default_metrics(evaluation.format or trainer.dataset.format))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from kubetune.contracts.evaluation import EvalComparison, EvalReport
+from kubetune.contracts.progress import Progress
 from kubetune.contracts.types import (
     BuiltinTrainer,
     CustomTrainer,
@@ -17,14 +20,16 @@ from kubetune.contracts.types import (
     JobOutputs,
     JobStatus,
 )
-from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError
+from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, ModelError
 from kubetune.runtimes import Runtime
 from kubetune.spec.base import format_validation_error
+from kubetune.spec.evaluation import EvaluationConfig
 from kubetune.spec.job import JobSpec, canonical_resources
 from kubetune.spec.trainer import LLMConfig
 
 if TYPE_CHECKING:  # a backend is imported when chosen (kubernetes needs its client library)
     from kubetune.backends.base import RuntimeBackend
+    from kubetune.trainer.evaluation.models import ModelTarget
 
 
 class TrainerClient:
@@ -168,6 +173,27 @@ class TrainerClient:
         """What happened to the job, in order."""
         return self.backend.get_job_events(name)
 
+    def get_job_metrics(self, name: str) -> list[Progress]:
+        """The job's progress records so far (loss, eval loss, lr, grad norm, tokens/s per logged step), oldest first.
+
+        The local backend returns every step; the Kubernetes backend only the newest record
+        (the TrainJob's ``status.trainingProgress``).
+        """
+        return self.backend.get_job_metrics(name)
+
+    def get_job_config(self, name: str) -> dict[str, Any] | None:
+        """The job's resolved spec as data (secrets only as references); None where the backend cannot read it."""
+        return self.backend.get_job_config(name)
+
+    def cancel_job(self, name: str) -> None:
+        """Stop an active job without a checkpoint; it ends Cancelled and its record, logs and outputs stay.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job already ended, or the backend cannot cancel
+            (Kubernetes: suspend or delete the TrainJob).
+        """
+        self.backend.cancel_job(name)
+
     def get_job_return_values(self, name: str) -> dict[int, Any]:
         """A custom-trainer job's return value on each rank, by global rank."""
         return self.backend.get_job_return_values(name)
@@ -222,6 +248,135 @@ class TrainerClient:
         """Where the job's outputs are kept (run directory or volume) and how much space they take."""
         return self.backend.get_job_outputs(name)
 
+    def resolve_model(
+        self, model: str | Path, adapter: str | Path | None = None, base: str | Path | None = None
+    ) -> ModelTarget:
+        """Which model ``model`` stands for, checked by its files (nothing is loaded).
+
+        Args:
+            model: a job name (its merged model, else its adapter on its base), a run directory or
+                ``output/`` folder, a model folder or ``.gguf`` file, or an adapter folder.
+            adapter: a PEFT adapter folder to put on ``model`` (then ``model`` is the base).
+            base: the base model of an adapter whose ``adapter_config.json`` names none on this machine.
+
+        Raises:
+            ModelError: one line naming the path (or job) that is not a model. JobNotFoundError never:
+                an unknown name that is not a path is a ModelError.
+        """
+        from kubetune.trainer.evaluation.models import resolve_model
+
+        label = str(model)
+        path = Path(model).expanduser()
+        if not path.exists():
+            try:
+                job = self.backend.get_job(label)
+            except JobNotFoundError:
+                raise ModelError(f"{label}: neither a model path nor a job of this backend") from None
+            if job.run_dir is None or not job.run_dir.is_dir():
+                where = ", ".join(self.backend.get_job_outputs(label).locations) or "nowhere yet"
+                raise ModelError(f"job {label!r}: its outputs are not on this machine ({where}); copy them here")
+            path = job.run_dir
+        return resolve_model(
+            path,
+            adapter=None if adapter is None else Path(adapter).expanduser(),
+            base=None if base is None else Path(base).expanduser(),
+            label=label,
+        )
+
+    def evaluate(
+        self,
+        model: str | Path,
+        file: str | Path,
+        *,
+        adapter: str | Path | None = None,
+        base: str | Path | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+        **settings: Any,
+    ) -> EvalReport:
+        """Score a model on a held-out file by batched greedy generation (or a classifier's classes).
+
+        Prompts are rendered exactly as training rendered them (the format's prompt template or the
+        model's chat template); when ``model`` is a job, its dataset settings (format, column map,
+        labels) read the file. Without a job and a ``format``, the file's columns tell the format.
+
+        Args:
+            model, adapter, base: the model, as :meth:`resolve_model` takes it.
+            file: the held-out file (json, jsonl, csv, parquet) in one of the trainer's formats.
+            on_progress: called with (rows done, rows in all) as answers come in.
+            settings: ``format``, ``metrics``, ``max_new_tokens`` (32), ``batch_size`` (8),
+                ``max_samples``: as the job's ``evaluation:`` section
+                (:class:`~kubetune.spec.evaluation.EvaluationConfig`).
+
+        Returns:
+            The report: scores 0..1 per metric, and every row's prompt, reference and answer.
+
+        Raises:
+            ConfigError, DataError, ModelError: one line naming the setting, file or path, raised
+                before any model is loaded.
+        """
+        from kubetune.trainer.evaluation.run import checked_inputs, evaluate_target, job_dataset
+
+        evaluation = EvaluationConfig(file=str(file), **settings)
+        target = self.resolve_model(model, adapter, base)
+        dataset = job_dataset(target)
+        checked_inputs(evaluation, dataset)
+        return evaluate_target(target, evaluation, dataset, on_progress)
+
+    def compare_models(
+        self,
+        model: str | Path,
+        base: str | Path,
+        file: str | Path,
+        *,
+        adapter: str | Path | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
+        **settings: Any,
+    ) -> EvalComparison:
+        """Score ``base`` and the fine-tuned ``model`` (with ``adapter``, if given, on it) on the same
+        file, one after the other; both read the file with the fine-tuned job's dataset settings.
+
+        ``settings`` are those of :meth:`evaluate`; ``on_progress(label, done, total)`` follows each
+        model. Bad input of either model or of the file fails before any model is loaded.
+        """
+        from kubetune.trainer.evaluation.run import checked_inputs, evaluate_target, job_dataset
+
+        evaluation = EvaluationConfig(file=str(file), **settings)
+        tuned = self.resolve_model(model, adapter)
+        before = self.resolve_model(base)
+        dataset = job_dataset(tuned)
+        _, evaluation, dataset = checked_inputs(evaluation, dataset)
+        reports = []
+        for target in (before, tuned):
+            follow = None if on_progress is None else (lambda done, total, t=target: on_progress(t.label, done, total))
+            reports.append(evaluate_target(target, evaluation, dataset, follow))
+        return EvalComparison(*reports)
+
+    def generate(
+        self,
+        model: str | Path,
+        prompt: str,
+        *,
+        adapter: str | Path | None = None,
+        base: str | Path | None = None,
+        max_new_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> str:
+        """One reply of the model to ``prompt`` (a user message rendered with its chat template;
+        plain text for a model without one): greedy, or sampled with ``temperature``/``top_p``/``seed``.
+
+        Raises:
+            ModelError: the path or job is not a model (before loading anything).
+        """
+        from kubetune.trainer.evaluation.generation import Sampling, chat_prompt_ids, stream_reply
+        from kubetune.trainer.evaluation.models import load_target
+
+        sampling = _sampling(max_new_tokens, temperature, top_p, seed)
+        loaded, tokenizer = load_target(self.resolve_model(model, adapter, base))
+        ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": prompt}])
+        return "".join(stream_reply(loaded, tokenizer, ids, max_new_tokens, Sampling(**sampling))).strip()
+
     def delete_job(self, name: str, purge: bool = False) -> None:
         """Stop the job's processes and remove its state. Its outputs (trained model, checkpoints,
         metrics) stay where they are, unless ``purge``: then :meth:`get_job_outputs` lists what goes."""
@@ -267,6 +422,17 @@ class RunDirectory(JobOption):
         if not isinstance(backend, LocalBackend):
             raise ConfigError(f"RunDirectory is an option of the local backend, not {type(backend).__name__}")
         fields["output_dir"] = self.path
+
+
+def _sampling(max_new_tokens: int, temperature: float, top_p: float, seed: int | None) -> dict[str, Any]:
+    """The sampling settings, checked: one line naming the bad one."""
+    if max_new_tokens < 1:
+        raise ConfigError(f"max_new_tokens: must be 1 or more (got {max_new_tokens})")
+    if temperature < 0:
+        raise ConfigError(f"temperature: must be 0 (greedy) or more (got {temperature})")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"top_p: must be in (0, 1] (got {top_p})")
+    return {"temperature": temperature, "top_p": top_p, "seed": seed}
 
 
 def _generated_name() -> str:

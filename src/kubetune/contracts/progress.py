@@ -22,6 +22,8 @@ from typing import Any
 from kubetune.contracts.run_dir import PHASE_FILE_NAME
 
 OBJECTIVE_KEY = "objective"
+#: The key of the evaluation scores in a record's JSON form (present only when the step evaluated).
+EVALUATION_KEY = "evaluation"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class Progress:
         gpu_peak_gib: peak GPU memory allocated so far on rank 0 (GiB; None off CUDA), to compare
             with the memory plan the trainer logged.
         objective: objective-specific values (reward margins, KL...), by name.
+        evaluation: the scores of the job's ``evaluation:`` section measured after this step (metric
+            name -> 0..1, see :mod:`kubetune.contracts.evaluation`); readers carry the last one forward.
     """
 
     step: int
@@ -62,6 +66,7 @@ class Progress:
     checkpoint_s: float | None = None
     gpu_peak_gib: float | None = None
     objective: dict[str, float] = field(default_factory=dict)
+    evaluation: dict[str, float] = field(default_factory=dict)
 
     @property
     def fraction(self) -> float:
@@ -69,10 +74,13 @@ class Progress:
         return self.step / self.total_steps if self.total_steps else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object: every field by name (None as null); ``objective`` only when not empty."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != OBJECTIVE_KEY}
-        if self.objective:
-            record[OBJECTIVE_KEY] = dict(self.objective)
+        """The JSON object: every field by name (None as null); ``objective`` and ``evaluation`` only
+        when not empty."""
+        mappings = (OBJECTIVE_KEY, EVALUATION_KEY)
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in mappings}
+        for key in mappings:
+            if getattr(self, key):
+                record[key] = dict(getattr(self, key))
         return record
 
     @classmethod
@@ -86,32 +94,38 @@ class Progress:
         values = {key: value for key, value in record.items() if key in known}
         values["step"] = int(record["step"])
         values["total_steps"] = int(record["total_steps"])
-        values[OBJECTIVE_KEY] = dict(record.get(OBJECTIVE_KEY) or {})
+        for key in (OBJECTIVE_KEY, EVALUATION_KEY):
+            values[key] = dict(record.get(key) or {})
         return cls(**values)
 
-    def with_eval_loss(self, eval_loss: float | None) -> Progress:
-        """This record with ``eval_loss`` filled in when it has none (the last eval so far)."""
-        if self.eval_loss is not None or eval_loss is None:
-            return self
-        return dataclasses.replace(self, eval_loss=eval_loss)
+    def with_eval_loss(self, eval_loss: float | None, evaluation: Mapping[str, float] | None = None) -> Progress:
+        """This record with ``eval_loss`` (and ``evaluation``) filled in when it has none (the last so far)."""
+        changes: dict[str, Any] = {}
+        if self.eval_loss is None and eval_loss is not None:
+            changes["eval_loss"] = eval_loss
+        if not self.evaluation and evaluation:
+            changes[EVALUATION_KEY] = dict(evaluation)
+        return dataclasses.replace(self, **changes) if changes else self
 
 
 def latest_progress(newest_first: Iterable[Mapping[str, Any]]) -> Progress | None:
     """The newest training record among JSON records given newest first, with the latest eval loss.
 
-    A step that did not evaluate shows the eval loss of the last one that did (as far back as
-    the records go); records without ``loss`` (eval only) contribute their eval loss. None
-    before step 1.
+    A step that did not evaluate shows the eval loss and evaluation scores of the last one that
+    did (as far back as the records go); records without ``loss`` (eval only) contribute theirs.
+    None before step 1.
     """
-    newest = last_eval = None
+    newest = last_eval = last_scores = None
     for record in newest_first:
         if last_eval is None and record.get("eval_loss") is not None:
             last_eval = record["eval_loss"]
+        if last_scores is None and record.get(EVALUATION_KEY):
+            last_scores = record[EVALUATION_KEY]
         if newest is None and record.get("loss") is not None:
             newest = Progress.from_json(record)
-        if newest is not None and last_eval is not None:
+        if newest is not None and last_eval is not None and last_scores is not None:
             break
-    return None if newest is None else newest.with_eval_loss(last_eval)
+    return None if newest is None else newest.with_eval_loss(last_eval, last_scores)
 
 
 # The phase record: rank 0 of the trainer replaces ``<run>/output/phase.json`` (atomically) as it
@@ -126,6 +140,7 @@ class Phase(str, Enum):
     TOKENIZING = "tokenizing"
     COMPILING = "compiling"
     TRAINING = "training"
+    EVALUATING = "evaluating"
     EXPORTING = "exporting"
 
 

@@ -13,6 +13,7 @@ on a Kubernetes shared volume::
         checkpoints/      complete checkpoints only
         adapter/ merged/  final exports
         loss.png          the loss curve
+        evaluation.json   the last report of the evaluation: section
         reference_logps.pt  DPO with precompute_reference: each pair's reference log-probs
         tensorboard/      event files (local backend, when tensorboard is installed)
         returns/          a custom trainer's return values, rank-<RANK>.pkl
@@ -99,6 +100,11 @@ class RunDir:
     def loss_curve(self) -> Path:
         """``output/loss.png``."""
         return self.output / "loss.png"
+
+    @property
+    def evaluation_report(self) -> Path:
+        """``output/evaluation.json``: the last report of the job's ``evaluation:`` section, every row."""
+        return self.output / "evaluation.json"
 
     @property
     def reference_logps(self) -> Path:

@@ -190,9 +190,9 @@ def require_sources(spec: JobSpec, runtime: str | None = None, runtime_fetches: 
 def load_job_file(path: str | Path) -> JobSpec:
     """Read and validate a job YAML file.
 
-    Relative ``output_dir``, ``trainer.model.path``, ``trainer.dataset.path`` and initializer
-    ``storage_uri`` paths are resolved against the file's folder, so a job file works from any
-    working directory.
+    Relative ``output_dir``, ``trainer.model.path``, ``trainer.dataset.path``,
+    ``trainer.evaluation.file`` and initializer ``storage_uri`` paths are resolved against the file's
+    folder, so a job file works from any working directory.
 
     Raises:
         ConfigError: the file is missing, empty, not YAML, or a field is unknown or invalid.
@@ -208,6 +208,9 @@ def load_job_file(path: str | Path) -> JobSpec:
     for section in (spec.trainer.model, spec.trainer.dataset):
         if section.path is not None and "://" not in section.path:
             section.path = str(_anchor(section.path, base))
+    evaluation = spec.trainer.evaluation
+    if evaluation is not None and "://" not in evaluation.file:
+        evaluation.file = str(_anchor(evaluation.file, base))
     if spec.initializer is not None:
         for source in (spec.initializer.model, spec.initializer.dataset):
             if source is not None and "://" not in source.storage_uri:

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_vali
 
 from kubetune.spec.base import StrictModel, deep_merge
 from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
+from kubetune.spec.evaluation import CLASSIFICATION_FORMATS, EvaluationConfig, check_metrics
 from kubetune.spec.hf_configs import merge_hugging_face_objects
 
 Task = Literal["causal-lm", "sequence-classification", "token-classification"]
@@ -503,6 +504,9 @@ class LLMConfig(StrictModel):
     orpo: OrpoConfig | None = Field(default=None, description="Settings of objective 'orpo'.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    evaluation: EvaluationConfig | None = Field(
+        default=None, description="Score the model on a held-out file by generation at the end (and every N steps)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -564,7 +568,28 @@ class LLMConfig(StrictModel):
             raise ValueError(f"training.chunked_loss cannot be combined with objective {self.objective!r}")
         if self.objective != "sft" and self.training.distributed == "fsdp":
             raise ValueError(f"objective {self.objective!r} runs on training.distributed 'ddp', not 'fsdp'")
+        if self.evaluation is not None:
+            self._check_evaluation(self.evaluation)
         return self
+
+    def _check_evaluation(self, evaluation: EvaluationConfig) -> None:
+        data_format = evaluation.format or self.dataset.format
+        try:
+            check_metrics(data_format, evaluation.metrics)
+        except ValueError as err:
+            raise ValueError(f"evaluation: {err}") from None
+        if self.objective == "reward":
+            raise ValueError("evaluation: a reward model (objective 'reward') scores pairs; it has no answers to score")
+        classifier = self.model.task == "sequence-classification"
+        if classifier != (data_format in CLASSIFICATION_FORMATS):
+            raise ValueError(
+                f"evaluation: format {data_format!r} does not fit model.task {self.model.task!r} "
+                "(a classifier is scored on 'classification' rows, a causal-lm by generating answers)"
+            )
+        if self.training.distributed == "fsdp":
+            raise ValueError(
+                "evaluation runs on training.distributed 'ddp' (generating with FSDP shards is not built yet)"
+            )
 
     @property
     def method_config(self) -> MethodConfig:

@@ -95,6 +95,27 @@ class MetricsWriter:
             print(" | ".join(parts), flush=True)
         return progress
 
+    def log_evaluation(self, step: int, scores: dict[str, float]) -> Progress:
+        """Record the ``evaluation:`` scores measured after ``step`` as their own record (no loss), so
+        readers carry them forward beside the training records; prints one line."""
+        progress = Progress(
+            step=step,
+            total_steps=self.total_steps,
+            elapsed_s=round(time.monotonic() - self.start_time, 3),
+            evaluation=dict(scores),
+        )
+        if self.enabled:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(progress.to_json()) + "\n")
+            for report in self.reporters:
+                report(progress)
+            print(
+                f"evaluation after step {step}/{self.total_steps}: "
+                + " | ".join(f"{name} {value:.4f}" for name, value in scores.items()),
+                flush=True,
+            )
+        return progress
+
     def annotate(self, step: int, **values: float) -> None:
         """Add ``values`` (Progress fields, e.g. ``checkpoint_s``) to the record of ``step`` if it is the
         last one written; the file is replaced atomically, so a crash keeps the record as it was."""

@@ -21,8 +21,11 @@ from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer.data.formats import map_columns
 from kubetune.trainer.data.pipeline import read_dataset, tokenize_rows
 from kubetune.trainer.data.readers import DatasetRows
+from kubetune.trainer.evaluation.prompts import read_eval_rows
 from kubetune.trainer.model_files import pretrained_location, resolve_local
 
+#: The job field of the held-out file (in messages).
+EVALUATION_FIELD = "trainer.evaluation.file"
 #: How many rows of the dataset the check reads.
 SAMPLE_ROWS = 1000
 
@@ -46,7 +49,8 @@ def preflight_problems(config: LLMConfig, model: Source | None, dataset: Source 
 
     Returns:
         The problems, in order: model files, dataset files and rows (format, column types, chat
-        turns), LoRA target modules, then rows tokenized (chat template, a target token left).
+        turns), the ``evaluation:`` file's rows, LoRA target modules, then rows tokenized (chat
+        template, a target token left).
     """
     problems: list[KubetuneError] = []
 
@@ -67,6 +71,8 @@ def preflight_problems(config: LLMConfig, model: Source | None, dataset: Source 
         dataset_path = attempt(dataset.field, lambda: local_path(dataset))
         if dataset_path is not None:
             read = attempt(dataset.field, lambda: _sample(config, dataset_path), dataset_path)
+    if config.evaluation is not None:
+        attempt(EVALUATION_FIELD, lambda: _evaluation_rows(config))
     if model_path is None:
         return problems
     from kubetune.trainer.model_loading import check_target_modules, load_tokenizer
@@ -95,6 +101,12 @@ def _sample(config: LLMConfig, path: Path) -> DatasetRows:
     read = read_dataset(config.dataset, path, limit=SAMPLE_ROWS)
     map_columns(read.rows, config.dataset, read.places)
     return read
+
+
+def _evaluation_rows(config: LLMConfig) -> DatasetRows:
+    """The held-out rows of the ``evaluation:`` section, read and checked against its format."""
+    path = local_path(Source(EVALUATION_FIELD, config.evaluation.file))
+    return read_eval_rows(config.evaluation, config.dataset, path)
 
 
 def _named(err: KubetuneError, field: str, path: Path | None) -> KubetuneError:

@@ -28,6 +28,7 @@ from kubetune.trainer.distributed import (
     unwrap_model,
     wrap_model,
 )
+from kubetune.trainer.evaluation.training import TrainingEvaluation
 from kubetune.trainer.export import export_adapter, export_merged, reload_merged_qlora
 from kubetune.trainer.kernels.compilation import compile_layers
 from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
@@ -153,6 +154,10 @@ def _train(
         f"({data.truncated} truncated to {config.training.max_seq_len} tokens, "
         f"{data.dropped_without_targets} without targets dropped)",
     )
+    evaluator = None
+    if config.evaluation is not None:
+        evaluator = TrainingEvaluation.prepare(config, tokenizer, data.label_names, spec.name or "model", ctx, layout)
+        say(ctx, f"evaluation: {len(evaluator.eval_set.items)} rows of {evaluator.eval_set.file}")
     # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
     # before the model is loaded.
     batches = _planned_batches(data.train, config.training, ctx.world_size)
@@ -163,6 +168,10 @@ def _train(
     say(ctx, f"speed: {speed.describe()}")
 
     strategy = training.distributed if ctx.world_size > 1 else "ddp"
+    if evaluator is not None and strategy == "fsdp":
+        raise ConfigError(
+            "evaluation runs on training.distributed 'ddp' (generating with FSDP shards is not built yet)"
+        )
     method = method_support(config)
 
     def apply_levers(inner: torch.nn.Module) -> None:
@@ -243,6 +252,14 @@ def _train(
     schedule = CheckpointSchedule(training, steps, stop, ctx)
     preempted: list[Preempted] = []
 
+    def step_end(step: int) -> loop.StepEnd | None:
+        end = checkpoint(step)
+        if evaluator is not None and not preempted and evaluator.due(step, steps):
+            phase(ctx, output_dir, Phase.EVALUATING, f"{len(evaluator.eval_set.items)} rows")
+            evaluator.run(model, step, metrics)
+            phase(ctx, output_dir, Phase.TRAINING)
+        return end
+
     def checkpoint(step: int) -> loop.StepEnd | None:
         boundary = schedule.at_step_end(step)
         if not boundary.checkpoint:
@@ -279,11 +296,14 @@ def _train(
         metrics,
         start_step=start_step,
         eval_examples=data.eval,
-        on_step_end=checkpoint,
+        on_step_end=step_end,
     )
     if preempted:
         say(ctx, f"{preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
         raise preempted[0]
+    if evaluator is not None and not evaluator.done_at(steps):
+        phase(ctx, output_dir, Phase.EVALUATING, f"{len(evaluator.eval_set.items)} rows")
+        evaluator.run(model, steps, metrics)
     phase(ctx, output_dir, Phase.EXPORTING)
     adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
     if ctx.is_main:

@@ -77,18 +77,30 @@ class TrainJobStatusReporter:
         self.clock = clock
         self.last_sent: float | None = None
         self.last_eval: float | None = None
+        self.last_scores: dict[str, float] = {}
+        self.last_training: Progress | None = None
         self.failing = False
 
     def __call__(self, progress: Progress) -> None:
         """Report ``progress`` unless a report went out less than the interval ago (the last step always goes)."""
         if progress.eval_loss is not None:
             self.last_eval = progress.eval_loss
+        scores_only = progress.loss is None and bool(progress.evaluation)
+        if progress.evaluation:
+            self.last_scores = dict(progress.evaluation)
+        if scores_only:
+            # An evaluation record has no loss: report the last training record with the new scores.
+            if self.last_training is None:
+                return
+            progress = self.last_training
+        else:
+            self.last_training = progress
         now = self.clock()
-        final = progress.step >= progress.total_steps
+        final = progress.step >= progress.total_steps or scores_only
         if not final and self.last_sent is not None and now - self.last_sent < self.interval_s:
             return
         self.last_sent = now
-        self._send(progress.with_eval_loss(self.last_eval))
+        self._send(progress.with_eval_loss(self.last_eval, self.last_scores))
 
     def _send(self, progress: Progress) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -342,18 +342,6 @@ class KubernetesBackend(RuntimeBackend):
             )
         return None
 
-    def cancel_job(self, name: str, reason: str, message: str) -> None:
-        """Delete the TrainJob (its JobSet and pods go with it), keeping its workspace volume: a
-        TrainJob has no cancelled state of its own, so the reason stays with the caller (the study's
-        trial record). A TrainJob that already ended is left as it is.
-
-        Raises:
-            JobNotFoundError.
-        """
-        if self.get_job(name).status.is_terminal:
-            return
-        self.delete_job(name)
-
     def delete_job(self, name: str, purge: bool = False) -> None:
         """Delete the TrainJob; its JobSet, pods and ConfigMaps go with it (owner references).
 

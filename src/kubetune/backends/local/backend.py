@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
 from kubetune.backends.base import RuntimeBackend
 from kubetune.backends.function_worker import return_values
 from kubetune.backends.local.child_env import with_kubetune_importable
 from kubetune.backends.local.job_store import JobRecord, JobStore
-from kubetune.backends.local.metrics_file import read_progress
-from kubetune.contracts.progress import read_phase
+from kubetune.backends.local.metrics_file import read_all_progress, read_progress
+from kubetune.contracts.progress import Progress, read_phase
 from kubetune.contracts.run_dir import PREVIOUS_OUTPUT_PREFIX, SOURCE_KINDS, LocalHome, RunDir
 from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
@@ -320,6 +321,20 @@ class LocalBackend(RuntimeBackend):
         self._record(name)
         return self.store.events(name)
 
+    def get_job_metrics(self, name: str) -> list[Progress]:
+        """Every record of the job's ``output/metrics.jsonl`` so far (whole lines only), oldest first."""
+        job = self.get_job(name)
+        return [] if job.run_dir is None else read_all_progress(RunDir(job.run_dir).metrics_file)
+
+    def get_job_config(self, name: str) -> dict[str, Any] | None:
+        """The resolved spec the supervisor wrote to ``output/config.yaml`` (None before it exists)."""
+        job = self.get_job(name)
+        config = None if job.run_dir is None else RunDir(job.run_dir).config_file
+        try:
+            return yaml.safe_load(config.read_text(encoding="utf-8")) if config is not None else None
+        except (OSError, yaml.YAMLError):
+            return None
+
     def get_job_return_values(self, name: str) -> dict[int, Any]:
         job = self.get_job(name)
         return return_values(job.run_dir) if job.run_dir is not None else {}
@@ -400,23 +415,41 @@ class LocalBackend(RuntimeBackend):
             raise ConfigError(f"job {name!r} changed while resuming it; look at `kubetune jobs` and retry")
         self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
 
-    def cancel_job(self, name: str, reason: str, message: str) -> None:
-        """Mark the job Cancelled with ``reason`` and ``message``, then stop its supervisor (SIGINT:
-        it stops its children, SIGKILL after a grace period) and wait until every process of the job
-        is gone, so its CPU or GPU is free again; steps still running end Failed. A job that already
-        ended is left as it is."""
+    def cancel_job(self, name: str, reason: str | None = None, message: str | None = None) -> None:
+        """Stop an active job without a checkpoint and return once it is Cancelled and its processes are gone
+        (so its CPU or GPU is free again); steps still running end Failed.
+
+        With ``reason`` (a study pruning a trial: ``Pruned``), the job is recorded Cancelled with it and
+        ``message`` first. SIGINT asks its supervisor to stop the launchers; a worker still in its step
+        when its launcher is gone is then killed (it would finish the step and checkpoint). A Suspended
+        job, having no processes, is marked Cancelled at once.
+
+        Raises:
+            JobNotFoundError. ConfigError: the job already ended, or is still starting.
+        """
+        job = self.get_job(name)
+        if job.status.is_terminal:
+            raise ConfigError(f"job {name!r} already ended ({job.status.value}); only an active job can be cancelled")
         record = self._record(name)
-        if not self.store.set_status(name, JobStatus.CANCELLED, reason, message):
+        if job.status == JobStatus.SUSPENDED:
+            self.store.set_status(
+                name, JobStatus.CANCELLED, reason or "Cancelled", message or "cancelled while suspended"
+            )
             return
-        pid = record.supervisor_pid
-        if pid is not None and _alive(pid, record.supervisor_create_time):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGINT)
+        if record.supervisor_pid is None:
+            raise ConfigError(f"job {name!r} is still starting; cancel it once it runs")
+        if reason is not None:
+            self.store.set_status(
+                name, JobStatus.CANCELLED, reason, message
+            )  # the supervisor's own record then keeps it
         tag = job_tag(self.home, name, record.job.created_at)
-        deadline = time.monotonic() + STOP_GRACE_S
-        while (left := job_processes(tag)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        _kill_all(left)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.supervisor_pid, signal.SIGINT)
+        deadline = time.monotonic() + STOP_GRACE_S + 5
+        while job_processes(tag) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _kill_all(job_processes(tag))
+        self.store.set_status(name, JobStatus.CANCELLED, "Terminated", "cancelled; its processes were killed")
         for step in self._record(name).job.steps:
             if step.status == StepStatus.RUNNING:
                 self.store.set_step(name, step.name, StepStatus.FAILED)

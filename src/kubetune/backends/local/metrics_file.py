@@ -42,3 +42,9 @@ def read_progress(metrics_file: Path) -> Progress | None:
     if not metrics_file.exists():
         return None
     return latest_progress(json.loads(line) for line in iter_tail_lines(metrics_file))
+
+
+def read_all_progress(metrics_file: Path) -> list[Progress]:
+    """Every whole record of ``metrics_file`` in order (eval-only records included); empty before step 1."""
+    records, _ = complete_records(metrics_file)
+    return [Progress.from_json(record) for record in records]

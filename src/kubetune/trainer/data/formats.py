@@ -237,6 +237,16 @@ def _normalise_messages(messages: object, where: str) -> list[dict]:
     return out
 
 
+def alpaca_prompt(row: dict) -> str:
+    """The prompt of an ``alpaca`` row (:data:`ALPACA_PROMPT` filled with its instruction and input)."""
+    extra = str(row.get("input") or "")
+    return ALPACA_PROMPT.format(
+        context=", paired with an input that provides further context" if extra else "",
+        instruction=row["instruction"],
+        input_block=f"### Input:\n{extra}\n\n" if extra else "",
+    )
+
+
 class Tokenizer:
     """Tokenizes rows of one format into :class:`Example` objects."""
 
@@ -254,8 +264,11 @@ class Tokenizer:
                 "use format 'alpaca' or 'completion', or a model with a chat template"
             )
 
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        return list(self.tok(prompt, add_special_tokens=True)["input_ids"])
+
     def _pair(self, prompt: str, response: str) -> Example:
-        prompt_ids = self.tok(prompt, add_special_tokens=True)["input_ids"]
+        prompt_ids = self._prompt_ids(prompt)
         response_ids = self.tok(response, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
         prompt_labels = list(prompt_ids) if self.config.train_on_inputs else [IGNORE_INDEX] * len(prompt_ids)
         return Example(list(prompt_ids) + response_ids, prompt_labels + response_ids)
@@ -305,6 +318,24 @@ class Tokenizer:
         rendered = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         return list(self.tok(rendered, add_special_tokens=False)["input_ids"])
 
+    def prompt_and_reference(self, row: dict, where: str) -> tuple[list[int], str]:
+        """The prompt tokens a model answers, rendered exactly as training renders them (the
+        prompt template, or the chat template up to the last assistant turn with its generation
+        prompt), and the reference answer (the response training targets).
+
+        Raises:
+            DataError: a format without a prompt and an answer (``text``, ``tagging``, ``classification``).
+        """
+        fmt = self.config.format
+        if fmt == "alpaca":
+            return self._prompt_ids(alpaca_prompt(row)), str(row["output"])
+        if fmt == "completion":
+            return self._prompt_ids(str(row["prompt"])), str(row["completion"])
+        if fmt == "messages":
+            messages = _normalise_messages(row["messages"], where)
+            return self._chat_ids(messages[:-1], add_generation_prompt=True), messages[-1]["content"]
+        raise DataError(f"{where}: format {fmt!r} rows have no prompt and reference answer to generate")
+
     def __call__(self, row: dict, where: str) -> Example:
         """Tokenize one (already column-mapped) row; ``where`` names it in errors."""
         fmt = self.config.format
@@ -313,13 +344,7 @@ class Tokenizer:
         if fmt == "tagging":
             return self._tag(row, where)
         if fmt == "alpaca":
-            extra = str(row.get("input") or "")
-            prompt = ALPACA_PROMPT.format(
-                context=", paired with an input that provides further context" if extra else "",
-                instruction=row["instruction"],
-                input_block=f"### Input:\n{extra}\n\n" if extra else "",
-            )
-            example = self._pair(prompt, str(row["output"]))
+            example = self._pair(alpaca_prompt(row), str(row["output"]))
         elif fmt == "completion":
             example = self._pair(str(row["prompt"]), str(row["completion"]))
         elif fmt == "messages":

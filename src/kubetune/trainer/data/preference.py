@@ -69,6 +69,21 @@ class PreferenceTokenizer(Tokenizer):
         labels = list(ids) if self.config.train_on_inputs else [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
         return Example(ids, labels)
 
+    def prompt_and_reference(self, row: dict, where: str) -> tuple[list[int], str]:
+        """The prompt tokens as training renders them (plain text, or the chat template with its
+        generation prompt) and the ``chosen`` response as the reference answer."""
+        chosen = _response_text(row["chosen"])
+        if chosen is None:
+            raise DataError(f"{where}: 'chosen' is an empty response")
+        prompt = row["prompt"]
+        if isinstance(prompt, str) and isinstance(row["chosen"], str):
+            return self._prompt_ids(prompt), chosen
+        if not getattr(self.tok, "chat_template", None):
+            raise DataError(f"{where}: chat messages need a tokenizer with a chat template")
+        turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        messages = _normalise_messages([*turns, {"role": "assistant", "content": chosen}], where)
+        return self._chat_ids(messages[:-1], add_generation_prompt=True), chosen
+
     def _truncate(self, example: Example) -> Example:
         if len(example.input_ids) <= self.max_seq_len:
             return example
