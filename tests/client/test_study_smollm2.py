@@ -154,8 +154,10 @@ def test_pruning_stops_a_bad_trial_early_and_cancels_its_job(study_run):
         job = backend.get_job(trial.job)
         assert job.status == JobStatus.CANCELLED and job.reason == "Pruned"
         assert trial.reason == "Pruned" and "median pruner at step" in trial.message
-        assert job.progress is not None and job.progress.step < job.progress.total_steps
-        assert not (job.output_dir / "adapter").exists()  # it never reached the end
+        # Pruned on an intermediate eval; the worker may finish the step it is in (on a loaded machine it
+        # can reach the last one before the stop arrives) but never exports.
+        assert trial.last_step < job.progress.total_steps
+        assert not (job.output_dir / "adapter").exists()
         assert not job_processes(job_tag(backend.home, job.name, job.created_at))  # its processes are gone
 
 
