@@ -254,30 +254,22 @@ def run_kt(case: Case, model, examples, steps: int, device: str):
     import torch
 
     from kubetune.spec.trainer import LLMConfig, TrainingConfig
-    from kubetune.trainer.kernels.compilation import compile_decoder, compile_layers
-    from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
-    from kubetune.trainer.kernels.packed_attention import use_packed_attention
+    from kubetune.trainer.build import prepare_model
+    from kubetune.trainer.kernels.compilation import compile_decoder
     from kubetune.trainer.loop import TrainingObjective, train_step
-    from kubetune.trainer.model_loading import apply_method, prepare_for_training
     from kubetune.trainer.optim import build_optimizer
 
     training = TrainingConfig(
         batch_size=case.batch, learning_rate=2e-4, lr_scheduler="constant", max_grad_norm=1.0,
         precision="bf16" if device == "cuda" else "fp32", packing=case.packing, chunked_loss=case.chunked_loss,
         gradient_checkpointing=bool(case.checkpointing), gradient_checkpointing_fraction=case.checkpointing or 1.0,
-        compile=bool(case.compile), fused_lora=case.fused_lora,
+        compile=case.compile == "layers", fused_lora=case.fused_lora,
     )  # fmt: skip
     adapter = {"lora": lora_config()} if case.method != "full" else {}
     config = LLMConfig(method=case.method, training=training, **adapter)
-    model = prepare_for_training(model, config)
-    model = apply_method(model, config)
-    if case.packing:
-        use_packed_attention(model)
-    if case.fused_lora:
-        fuse_lora_linears(model)
-    if case.compile == "layers":
-        compile_layers(model)
-    elif case.compile == "decoder":
+    # The trainer's own model unit: training settings, adapter, device and speed levers.
+    model = prepare_model(model, config, torch.device(device))
+    if case.compile == "decoder":  # a benchmark-only variant: the whole decoder as one graph
         compile_decoder(model)
     model.train()
     optimizer = build_optimizer(model, training)

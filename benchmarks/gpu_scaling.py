@@ -136,13 +136,11 @@ def worker(case: Case, out_file: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from kubetune.spec.trainer import LLMConfig, LoraConfig, TrainingConfig
+    from kubetune.trainer.build import prepare_model
     from kubetune.trainer.data.batching import micro_batches
     from kubetune.trainer.distributed import init_distributed, shard_model, wrap_model
-    from kubetune.trainer.kernels.compilation import compile_layers
-    from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
-    from kubetune.trainer.kernels.packed_attention import use_packed_attention
     from kubetune.trainer.loop import TrainingObjective, train_step
-    from kubetune.trainer.model_loading import DTYPES, apply_method, prepare_for_training
+    from kubetune.trainer.model_loading import DTYPES
     from kubetune.trainer.optim import build_optimizer
     from kubetune.trainer.sharded_loading import storage_precision
 
@@ -163,16 +161,11 @@ def worker(case: Case, out_file: Path) -> None:
     sharded = case.strategy == "fsdp" and ctx.world_size > 1
     dtype = DTYPES[storage_precision(config) if sharded else training.precision]
     torch.manual_seed(0)
-    with torch.device("meta" if sharded else ctx.device):
+    device = torch.device("meta") if sharded else ctx.device
+    with device:
         model = LlamaForCausalLM._from_config(cfg, dtype=dtype)
-        model = prepare_for_training(model, config)
-        model = apply_method(model, config)
-    if training.packing:
-        use_packed_attention(model)
-    if training.fused_lora:
-        fuse_lora_linears(model)
-    if training.compile:
-        compile_layers(model)
+        # The trainer's own model unit: training settings, adapter, device and speed levers.
+        model = prepare_model(model, config, device)
     objective = TrainingObjective(model, training.chunked_loss)
     if sharded:
         shard_model(objective, training.precision)

@@ -210,6 +210,12 @@ class DataCase:
     before_launch: bool = True  # `kubetune validate` and `kubetune train` refuse it before launch too
 
 
+KTO_ROWS = [
+    {"prompt": f"Repeat {w}.", "completion": f" {w} {w}", "label": index % 2 == 0}
+    for index, w in enumerate(("apple", "river", "stone", "cloud"))
+]
+
+
 def chat(*roles: str) -> dict:
     return {"messages": [{"role": role, "content": f"a {role} turn"} for role in roles]}
 
@@ -414,6 +420,29 @@ DATA_CASES = [
         "with an initializer)",
         jsonl(GOOD_ROWS),
         model="s3://bucket/model",
+    ),
+    DataCase(
+        "kto-label-not-bool",
+        "{data}:2: column 'label' is text; format 'kto' needs true (desirable) or false",
+        jsonl([*KTO_ROWS[:1], {**KTO_ROWS[1], "label": "no"}, *KTO_ROWS[2:]]),
+        dataset={"format": "kto"},
+        trainer={"objective": "kto"},
+    ),
+    DataCase(
+        "kto-empty-completion",
+        "{data}:3: 'completion' is an empty response",
+        jsonl([*KTO_ROWS[:2], {**KTO_ROWS[2], "completion": " "}, *KTO_ROWS[3:]]),
+        dataset={"format": "kto"},
+        trainer={"objective": "kto"},
+    ),
+    DataCase(
+        "kto-one-label-only",
+        "{data}: every one of the 4 rows has label true; format 'kto' needs rows labelled false too (desirable and "
+        "undesirable completions)",
+        jsonl([{**row, "label": True} for row in KTO_ROWS]),
+        dataset={"format": "kto"},
+        trainer={"objective": "kto"},
+        before_launch=False,  # the pre-launch check reads a sample of rows; the trainer checks the whole file
     ),
 ]
 

@@ -36,7 +36,7 @@ S3_REGION = "us-east-1"
             {"dataset": {"format": "chat"}},
             None,
             "invalid trainer config: trainer.dataset.format: Input should be 'alpaca', 'messages', 'completion', "
-            "'text', 'classification', 'tagging' or 'preference' (got 'chat')",
+            "'text', 'classification', 'tagging', 'preference' or 'kto' (got 'chat')",
         ),
         (
             {},

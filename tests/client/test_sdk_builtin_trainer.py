@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kubetune.backends.local.tensorboard_export import tensorboard_available
 from kubetune.client import BuiltinTrainer, Initializer, JobStatus, LLMConfig, Name, StepStatus, TrainerClient
+from kubetune.tracking.trackers import tensorboard_available
 
 
 def test_lora_job_with_initializers_reports_progress_and_outputs(

@@ -160,3 +160,63 @@ def test_validation_errors_and_manifests_never_show_secret_values(planted):
     rendered = yaml.safe_dump_all([manifest, *[obj for obj in vars(desired).values() if isinstance(obj, dict)]])
     assert "secretKeyRef" in rendered  # the secrets are referenced...
     assert leaks_in_text(rendered + json.dumps(spec.model_dump(mode="json"))) == []  # ...never copied
+
+
+MLFLOW_TOKEN = "mlflow-FAKE-planted-token-0123456789"
+WANDB_KEY = "wandbFAKEplantedKEY0123456789abcdef0123"
+
+
+def test_tracking_and_push_credentials_stay_out_of_params_files_and_errors(
+    planted, monkeypatch, tmp_path, mlflow_server, s3_endpoint
+):
+    """Tracker credentials (an MLflow token; a W&B key reference) and push keys are read from their references
+    where they are used: the MLflow params and tags, the run's files (tracking.json, push.json) and every error
+    message show none of them."""
+    from mlflow.tracking import MlflowClient
+
+    from kubetune.contracts.run_dir import RunDir
+    from kubetune.exporter.preflight import check_push_target
+    from kubetune.exporter.s3_push import push_to_s3
+    from kubetune.spec.job import JobSpec
+    from kubetune.tracking import TrackingSession
+
+    monkeypatch.setenv("KT_MLFLOW_TOKEN", MLFLOW_TOKEN)
+    monkeypatch.setenv("KT_WANDB_KEY", WANDB_KEY)
+    secrets = (*SECRETS, MLFLOW_TOKEN, WANDB_KEY)
+    spec = JobSpec(
+        name="secret-tracking",
+        trainer={
+            "report_to": ["mlflow"],
+            "tracking": {
+                "mlflow": {"tracking_uri": mlflow_server, "token": {"env": "KT_MLFLOW_TOKEN"}},
+                "wandb": {"mode": "offline", "api_key": {"env": "KT_WANDB_KEY"}},
+            },
+            "output": {"push_to": "s3://no-such-bucket/run", "s3": s3_credentials(s3_endpoint)},
+        },
+    )
+    layout = RunDir(tmp_path / "run")
+    layout.output.mkdir(parents=True)
+    layout.loss_curve.write_bytes(b"png")
+    warnings: list[str] = []
+    session = TrackingSession(spec, layout, warn=warnings.append)
+    session.start()
+    session.finish("FINISHED", [(layout.loss_curve, "loss.png")])
+    assert warnings == []
+    run = MlflowClient(mlflow_server).get_run(session.runs["mlflow"]["run_id"])
+    assert run.data.params["trainer.tracking.mlflow.token.env"] == "KT_MLFLOW_TOKEN"
+    shown = json.dumps([run.data.params, run.data.tags])
+    with pytest.raises(KubetuneError) as refused:  # the keys are read, then the bucket is missing
+        check_push_target(spec.trainer, layout)
+    with pytest.raises(KubetuneError) as failed:
+        push_to_s3(layout, spec.trainer.output, say=print)
+    shown += str(refused.value) + str(failed.value) + "\n".join(warnings)
+    assert "no-such-bucket" in str(refused.value)
+    assert [s[:8] for s in secrets if s in shown] == []
+    found = [
+        f"{path}: {s[:8]}"
+        for path in tmp_path.rglob("*")
+        if path.is_file()
+        for s in secrets
+        if s.encode() in path.read_bytes()
+    ]
+    assert found == []

@@ -523,3 +523,27 @@ def test_client_picks_the_kubernetes_backend_by_name(api, tmp_path: Path, monkey
     assert submit_builtin(client) == "tune"
     with pytest.raises(ConfigError, match="backend: 'slurm' is not"):
         TrainerClient(backend="slurm")
+
+
+def test_the_exporter_step_of_a_pushing_job_shows_its_pod_and_logs(client, state):
+    config = LLMConfig.model_validate(
+        {**lora_config().model_dump(exclude_unset=True), "output": {"push_to": "s3://models/tune"}}
+    )
+    client.train(
+        runtime=RUNTIME,
+        initializer=Initializer(dataset="s3://data/train.jsonl"),
+        trainer=BuiltinTrainer(config=config),
+        options=[Name("tune")],
+    )
+    (post,) = state.made("POST", TRAINJOBS)
+    assert post.body["spec"]["trainer"]["llmConfig"]["output"] == {"push_to": "s3://models/tune"}
+    assert [(s.name, s.status) for s in client.get_job("tune").steps][-1] == ("exporter", StepStatus.PENDING)
+    add_pod(state, "tune", "node-0", "Succeeded")
+    pod = add_pod(state, "tune", "exporter", "Running", logs=["push: 9 file(s) uploaded, 0 already there"])
+    assert [(s.name, s.status) for s in client.get_job("tune").steps][-2:] == [
+        ("node-0", StepStatus.SUCCEEDED),
+        ("exporter", StepStatus.RUNNING),
+    ]
+    assert list(client.get_job_logs("tune", step="exporter")) == ["push: 9 file(s) uploaded, 0 already there"]
+    assert state.made("GET", "/log")[-1].path == f"{PODS}/{pod}/log"
+    assert state.made("GET", "/log")[-1].query["container"] == "exporter"

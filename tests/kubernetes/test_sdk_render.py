@@ -91,3 +91,74 @@ def test_max_restarts_travels_to_the_trainjob_and_the_jobset(runtime, trainjob_v
     assert manifest["spec"]["maxRestarts"] == 2
     assert reconcile(as_server_object(manifest), runtime, {}).jobset["spec"]["failurePolicy"] == {"maxRestarts": 2}
     assert "maxRestarts" not in render(JobSpec.model_validate(SPEC))["spec"]
+
+
+def test_a_pushing_job_ends_with_an_exporter_pod_that_gets_the_credentials(
+    runtime, trainjob_validator, jobset_validator
+):
+    secret = {"kubernetes": {"name": "ml-creds", "key": "s3-secret"}}
+    spec = JobSpec.model_validate(
+        {
+            **SPEC,
+            "trainer": {
+                **SPEC["trainer"],
+                "report_to": ["mlflow"],
+                "tracking": {
+                    "mlflow": {
+                        "tracking_uri": "http://mlflow.ml:5000",
+                        "token": {"kubernetes": {"name": "ml-creds", "key": "mlflow-token"}},
+                    }
+                },
+                "output": {
+                    "push_to": "s3://models/humaneval",
+                    "s3": {"access_key_id": {"env": "AWS_ACCESS_KEY_ID"}, "secret_access_key": secret},
+                    "register_model": "humaneval",
+                },
+            },
+        }
+    )
+    manifest = render(spec)
+    trainjob_validator.validate(manifest)
+    credentials = {
+        "KUBETUNE_SECRET_ML_CREDS_MLFLOW_TOKEN": {"secretKeyRef": {"name": "ml-creds", "key": "mlflow-token"}},
+        "KUBETUNE_SECRET_ML_CREDS_S3_SECRET": {"secretKeyRef": {"name": "ml-creds", "key": "s3-secret"}},
+    }
+    assert {e["name"]: e["valueFrom"] for e in manifest["spec"]["trainer"]["env"]} == credentials
+
+    desired = reconcile(as_server_object(manifest), runtime, {})
+    jobset = desired.jobset
+    jobset_validator.validate(jobset)
+    jobs = {job["name"]: job for job in jobset["spec"]["replicatedJobs"]}
+    assert list(jobs)[-2:] == ["node", "exporter"]
+    exporter = jobs["exporter"]
+    assert exporter["dependsOn"] == [{"name": "node", "status": "Complete"}]
+    assert jobset["spec"]["successPolicy"] == {"operator": "All", "targetReplicatedJobs": ["exporter"]}
+    job_spec = exporter["template"]["spec"]
+    assert "completionMode" not in job_spec and job_spec["backoffLimit"] >= 1
+    pod = job_spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "-m", "kubetune.exporter"]
+    assert container["args"] == ["--config", "/etc/kubetune/config.yaml", "--run-dir", "/workspace"]
+    env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert {k: env[k] for k in credentials} == credentials
+    assert not [name for name in env if name.startswith("PET_")]
+    assert "resources" not in container and "ports" not in container  # no GPU held for the upload
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/workspace", "/etc/kubetune"} <= mounts
+    node_container = jobs["node"]["template"]["spec"]["template"]["spec"]["containers"][0]
+    assert {
+        k: v for k, v in {e["name"]: e.get("valueFrom") for e in node_container["env"]}.items() if k in credentials
+    } == credentials
+    config = yaml.safe_load(desired.config_map["data"]["config.yaml"])["trainer"]
+    assert config["output"]["push_to"] == "s3://models/humaneval" and config["report_to"] == ["mlflow"]
+    assert config["tracking"]["mlflow"]["token"]["kubernetes"] == {"name": "ml-creds", "key": "mlflow-token"}
+
+    # Without a push or a registration there is no exporter.
+    plain = reconcile(as_server_object(render(JobSpec.model_validate(SPEC))), runtime, {}).jobset
+    assert [job["name"] for job in plain["spec"]["replicatedJobs"]][-1] == "node"
+    with pytest.raises(ConfigError, match=r"trainer.output: a file secret reference cannot be read on a cluster"):
+        render(
+            JobSpec.model_validate(
+                {**SPEC, "trainer": {**SPEC["trainer"], "output": {"push_to": "hf://org/m", "token": {"file": "/t"}}}}
+            )
+        )

@@ -185,6 +185,26 @@ def test_bad_preference_rows_are_rejected_before_training(tmp_path, smollm2_dir,
             },
             ("fsdp", "objective 'dpo'"),
         ),
+        (
+            {
+                "objective": "kto",
+                "dataset": {"format": "kto"},
+                "kto": {"precompute_reference": True},
+                "training": {"distributed": "fsdp"},
+            },
+            ("fsdp", "kto.precompute_reference"),
+        ),
+        ({"objective": "kto", "dataset": {"format": "kto"}, "training": {"batch_size": 1}}, ("kto", "batch_size")),
+        (
+            {
+                "objective": "reward",
+                "model": {"task": "sequence-classification"},
+                "dataset": {"format": "preference"},
+                "training": {"distributed": "fsdp"},
+            },
+            ("objective 'reward'", "fsdp"),
+        ),
+        ({"objective": "kto", "dataset": {"format": "preference"}}, ("objective 'kto'", "format 'preference'")),
     ],
 )
 def test_objective_config_errors_are_one_line_naming_the_fields(trainer, names):

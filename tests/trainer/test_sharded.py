@@ -106,3 +106,40 @@ def test_resume_refuses_a_data_position_the_new_batch_cannot_reach(tmp_path, tin
 
     with pytest.raises(ConfigError, match=r"step-1: written with 2 examples per micro-step.*this run takes 4"):
         run_training(again, tmp_path / "run")
+
+
+def test_sharded_lora_preference_objectives_train_like_one_process(tmp_path, tiny_llama_dir):
+    """Under FSDP2 the reference of DPO and KTO is the same sharded model with its adapters off;
+    KTO's KL reference point is averaged over the processes' micro-batches, so 2 x 2 rows equal 1 x 4."""
+    from preference_data import swap_preference_rows
+    from test_kto import kto_rows
+
+    data = {
+        "dpo": write_jsonl(tmp_path / "pref.jsonl", swap_preference_rows(swap_pairs(14, 8))),
+        "kto": write_jsonl(tmp_path / "kto.jsonl", kto_rows(8, seed=15)),
+    }
+    sections = {"dpo": {"dpo": {"beta": 0.5}}, "kto": {"kto": {"beta": 0.5}}}
+    formats = {"dpo": "preference", "kto": "kto"}
+
+    def spec(name, objective, batch, distributed="auto"):
+        return make_spec(
+            tiny_llama_dir,
+            data[objective],
+            tmp_path / name,
+            lora=LORA,
+            objective=objective,
+            dataset={"format": formats[objective]},
+            training={"max_steps": 3, "learning_rate": 3e-3, "max_seq_len": 48, "batch_size": batch,
+                      "distributed": distributed},
+            output={"save_merged": False},
+            **sections[objective],
+        )  # fmt: skip
+
+    for objective in sections:
+        run_training(spec(f"one-{objective}", objective, 4), tmp_path / f"one-{objective}")
+    run_jobs_under_torchrun([spec(f"fsdp-{o}", o, 2, "fsdp") for o in sections], processes=2)
+    for objective in sections:
+        sharded, single = tmp_path / f"fsdp-{objective}", tmp_path / f"one-{objective}"
+        assert_same_training(sharded, single, objective)
+        for got, want in zip(metrics(sharded), metrics(single), strict=True):
+            assert got["objective"] == pytest.approx(want["objective"], rel=1e-3, abs=1e-5), objective

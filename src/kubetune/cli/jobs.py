@@ -303,7 +303,7 @@ def logs(
     name: JobName,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
     step: Annotated[
-        str, typer.Option(help="model-initializer, dataset-initializer, node-0, node-1... or supervisor.")
+        str, typer.Option(help="model-initializer, dataset-initializer, node-0, node-1..., exporter or supervisor.")
     ] = "node-0",
     home: Home = None,
     backend: Backend = "local",

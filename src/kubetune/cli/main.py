@@ -121,6 +121,14 @@ def train(
     home: job_commands.Home = None,
     backend: job_commands.Backend = "local",
     namespace: job_commands.Namespace = None,
+    strict_tracking: Annotated[
+        bool,
+        typer.Option(
+            "--strict-tracking",
+            help="Fail the job when a tracker of trainer.report_to is unreachable (before training when it is "
+            "down at the start) instead of warning and retrying (sets trainer.strict_tracking).",
+        ),
+    ] = False,
 ) -> None:
     """Submit the job file (local backend by default) and follow it with a progress bar until it ends.
 
@@ -132,6 +140,8 @@ def train(
     spec = load_job_file(file)
     if output_dir is not None:
         spec = spec.model_copy(update={"output_dir": str(output_dir.resolve())})
+    if strict_tracking:
+        spec.trainer.strict_tracking = True
     client = job_commands.make_client(home, backend, namespace)
     if replace:
         moved = client.prepare_replacement(spec)

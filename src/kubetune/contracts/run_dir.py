@@ -15,7 +15,10 @@ on a Kubernetes shared volume::
         loss.png          the loss curve
         evaluation.json   the last report of the evaluation: section
         reference_logps.pt  DPO with precompute_reference: each pair's reference log-probs
-        tensorboard/      event files (local backend, when tensorboard is installed)
+        tensorboard/      event files (report_to: tensorboard)
+        wandb/            W&B run files (report_to: wandb)
+        tracking.json     the tracker runs of this job (resumed runs continue them; the exporter registers)
+        push.json         what the exporter pushed (output.push_to), with checksums
         returns/          a custom trainer's return values, rank-<RANK>.pkl
     <run>/output.prev-<UTC time>/   earlier outputs, moved aside by a replacing job
 
@@ -115,6 +118,21 @@ class RunDir:
     def tensorboard(self) -> Path:
         """``output/tensorboard``."""
         return self.output / "tensorboard"
+
+    @property
+    def wandb(self) -> Path:
+        """``output/wandb``: W&B run files (offline runs stay here for ``wandb sync``)."""
+        return self.output / "wandb"
+
+    @property
+    def tracking_file(self) -> Path:
+        """``output/tracking.json``: the tracker run ids of this job (:mod:`kubetune.tracking`)."""
+        return self.output / "tracking.json"
+
+    @property
+    def push_manifest(self) -> Path:
+        """``output/push.json``: the files the exporter pushed and their checksums (:mod:`kubetune.exporter`)."""
+        return self.output / "push.json"
 
     @property
     def returns(self) -> Path:

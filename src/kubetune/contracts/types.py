@@ -47,6 +47,11 @@ class JobStatus(str, Enum):
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
+#: The step after the trainer that pushes the results and registers the model (a local supervisor step, a
+#: replicated job of the JobSet on Kubernetes).
+EXPORTER_STEP = "exporter"
+
+
 class StepStatus(str, Enum):
     """The state of one step of a job (an initializer or a node)."""
 

@@ -14,7 +14,10 @@ Complete), then ``node``: ``numNodes`` indexed pods launched by torchrun (throug
 ``kubetune.trainer.launch``, which keeps the trainer's preemption exit status; the node Job's pod
 failure policy ignores that status and disruptions, see :func:`preemption_rules`). JobSet supports one
 ``dependsOn`` entry per replicated job, hence the chain. An initializer with no storage URI
-(neither in the TrainJob nor in the runtime) is left out of the chain.
+(neither in the TrainJob nor in the runtime) is left out of the chain. A job that pushes its results
+or registers its model (``output.push_to``, ``output.register_model``) ends with ``exporter``: one pod
+after the nodes are Complete, ``python -m kubetune.exporter`` on the same volume; the JobSet succeeds
+when it does.
 
 Bad input raises :class:`InvalidTrainJob` with a condition reason; the caller then marks the
 TrainJob Failed and creates nothing.
@@ -46,6 +49,7 @@ from kubetune.contracts.kubernetes import (
     workspace_claim,
 )
 from kubetune.contracts.run_dir import CONFIG_FILE_NAME, RunDir
+from kubetune.contracts.types import EXPORTER_STEP
 from kubetune.controller.api import (
     DATASET_INITIALIZER,
     MODEL_INITIALIZER,
@@ -78,6 +82,10 @@ RESERVED_ENV = frozenset(
     {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK"}
 )
 RESERVED_ENV_PREFIX = "PET_"
+#: The node pods' progress reporting, which the exporter pod has no part in.
+NODE_ONLY_ENV = frozenset({TRAINJOB_NAME_ENV, TRAINJOB_NAMESPACE_ENV})
+#: Attempts of a failed exporter pod (a push resumes where the last attempt stopped).
+EXPORTER_RETRIES = 3
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -194,8 +202,9 @@ def reconcile(
     overridden = spec.pod_overrides is not None and spec.pod_overrides.service_account_name
     account = f"{meta['name']}-trainer" if reports_progress and not overridden else None
     progress_access = _progress_access(account, meta, owner, labels) if account else []
+    exports = job_spec.trainer_kind == "builtin" and job_spec.trainer.output.wants_export
     jobset = _jobset(
-        trainjob, spec, runtime_spec, sources, secret_env, num_nodes, owner, labels, pod_group, existing_jobset
+        trainjob, spec, runtime_spec, sources, secret_env, num_nodes, owner, labels, pod_group, existing_jobset, exports
     )
     node_pod = next(job for job in jobset["spec"]["replicatedJobs"] if job["name"] == NODE)["template"]["spec"]
     if account:
@@ -330,6 +339,7 @@ def _jobset(
     labels: dict[str, str],
     pod_group: dict | None,
     existing_jobset: Mapping[str, Any] | None,
+    exports: bool = False,
 ) -> dict:
     meta = trainjob["metadata"]
     name = meta["name"]
@@ -419,12 +429,15 @@ def _jobset(
     if previous:
         node["dependsOn"] = [{"name": previous, "status": "Complete"}]
     replicated.append(node)
+    builtin_launch = trainer.command is None and trainer.args is None
+    if builtin_launch and exports:
+        replicated.append(_exporter_job(node, runtime.workspace.mount_path))
 
     jobset_spec = {
         **template,
         "replicatedJobs": replicated,
         "network": {"enableDNSHostnames": True, "subdomain": name, "publishNotReadyAddresses": True},
-        "successPolicy": {"operator": "All", "targetReplicatedJobs": [NODE]},
+        "successPolicy": {"operator": "All", "targetReplicatedJobs": [replicated[-1]["name"]]},
     }
     if spec.max_restarts:
         # JobSet recreates every job of the set; the trainer then resumes from its newest checkpoint.
@@ -436,6 +449,37 @@ def _jobset(
     if spec.annotations:
         metadata["annotations"] = dict(spec.annotations)
     return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata, "spec": jobset_spec}
+
+
+def _exporter_job(node: dict, workspace: str) -> dict:
+    """The ``exporter`` replicated job: one pod after the trainer, ``python -m kubetune.exporter`` on the shared
+    volume (push ``output.push_to``, register ``output.register_model``).
+
+    It is the node job's pod (image, volumes, config, credentials env, pod overrides) without the GPUs, the
+    torchrun environment, the rendezvous port and the gang label; a failed push is retried (it resumes).
+    """
+    job = copy.deepcopy(node)
+    job["name"] = EXPORTER_STEP
+    job["dependsOn"] = [{"name": NODE, "status": "Complete"}]
+    job_template = job["template"]["spec"]
+    for key in ("parallelism", "completions", "completionMode", "podFailurePolicy"):
+        job_template.pop(key, None)
+    job_template["backoffLimit"] = EXPORTER_RETRIES
+    pod = job_template["template"]
+    pod.get("metadata", {}).get("labels", {}).pop(PODGROUP_LABEL, None)
+    pod["spec"].pop("schedulerName", None)
+    container = _container(job, NODE, "")
+    container["name"] = EXPORTER_STEP
+    container["command"] = ["python", "-m", "kubetune.exporter"]
+    container["args"] = ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}", "--run-dir", workspace]
+    container["env"] = [
+        entry
+        for entry in container.get("env", [])
+        if not entry["name"].startswith(RESERVED_ENV_PREFIX) and entry["name"] not in NODE_ONLY_ENV
+    ]
+    for key in ("ports", "resources"):
+        container.pop(key, None)
+    return job
 
 
 def preemption_rules(container: str) -> list[dict]:

@@ -19,6 +19,7 @@ from kubetune.errors import FetchError
 from kubetune.initializers.progress import TransferProgress
 from kubetune.initializers.providers import DatasetProvider, Listing, ModelProvider, RemoteFile, TransientFetchError
 from kubetune.initializers.secrets import read_secret
+from kubetune.spec.initializer import S3Options
 
 _MD5_ETAG = re.compile(r"^[0-9a-f]{32}$")
 _CHUNK = 1 << 20
@@ -29,6 +30,33 @@ _CREDENTIAL_CODES = {
     "ExpiredToken",
     "InvalidClientTokenId",
 }
+
+
+def s3_client(options: S3Options | None, what: str):
+    """A boto3 S3 client for ``options`` (endpoint, region, credential references; None: the AWS defaults).
+
+    ``what`` names the settings in messages (``s3://bucket/prefix s3``). Credentials are read from their
+    references here and remembered for scrubbing; without references boto3's standard chain applies.
+    Requests are retried by botocore (standard mode, 4 attempts).
+
+    Raises:
+        ConfigError: a credential reference cannot be read.
+    """
+    import boto3
+    from botocore.config import Config
+
+    credentials = {}
+    if options is not None and options.access_key_id is not None:
+        credentials["aws_access_key_id"] = read_secret(options.access_key_id, f"{what}.access_key_id")
+        credentials["aws_secret_access_key"] = read_secret(options.secret_access_key, f"{what}.secret_access_key")
+        if options.session_token is not None:
+            credentials["aws_session_token"] = read_secret(options.session_token, f"{what}.session_token")
+    session = boto3.session.Session(region_name=options.region if options else None, **credentials)
+    return session.client(
+        "s3",
+        endpoint_url=options.endpoint_url if options else None,
+        config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+    )
 
 
 class S3Provider(ModelProvider, DatasetProvider):
@@ -57,25 +85,7 @@ class S3Provider(ModelProvider, DatasetProvider):
     def client(self):
         """The boto3 S3 client, built once from the spec's endpoint, region and credentials."""
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            options = self.spec.s3
-            credentials = {}
-            if options is not None and options.access_key_id is not None:
-                what = f"{self.location.display} s3"
-                credentials["aws_access_key_id"] = read_secret(options.access_key_id, f"{what}.access_key_id")
-                credentials["aws_secret_access_key"] = read_secret(
-                    options.secret_access_key, f"{what}.secret_access_key"
-                )
-                if options.session_token is not None:
-                    credentials["aws_session_token"] = read_secret(options.session_token, f"{what}.session_token")
-            session = boto3.session.Session(region_name=options.region if options else None, **credentials)
-            self._client = session.client(
-                "s3",
-                endpoint_url=options.endpoint_url if options else None,
-                config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60),
-            )
+            self._client = s3_client(self.spec.s3, f"{self.location.display} s3")
         return self._client
 
     def _error(self, err: Exception, action: str) -> FetchError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -16,6 +16,7 @@ from kubetune.spec.base import StrictModel, deep_merge
 from kubetune.spec.dataset_split import DatasetSplit, split_from_uri
 from kubetune.spec.evaluation import CLASSIFICATION_FORMATS, EvaluationConfig, check_metrics
 from kubetune.spec.hf_configs import merge_hugging_face_objects
+from kubetune.spec.tracking import PushConfig, Tracker, TrackingConfig
 
 Task = Literal["causal-lm", "sequence-classification", "token-classification"]
 #: The dataset format each classifier task trains on (and only it).
@@ -27,7 +28,7 @@ UNSUPPORTED_TASKS = {
     "image-classification": "kubetune trains text models only",
 }
 Method = Literal["full", "lora", "qlora", "dora", "prefix", "prompt", "peft"]
-DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging", "preference"]
+DataFormat = Literal["alpaca", "messages", "completion", "text", "classification", "tagging", "preference", "kto"]
 Precision = Literal["auto", "fp32", "bf16"]
 Distributed = Literal["auto", "ddp", "fsdp"]
 #: A speed setting: on, off, or ``auto`` (resolved once by the trainer from model, method, data and device).
@@ -97,7 +98,9 @@ class DatasetConfig(StrictModel):
       ``model.task: token-classification``). A word's first sub-word token carries its tag.
     - ``preference``: ``prompt``, ``chosen``, ``rejected`` (plain strings, or message lists
       rendered with the tokenizer's chat template); for the preference objectives (``dpo``,
-      ``simpo``, ``orpo``)
+      ``simpo``, ``orpo``, ``reward``)
+    - ``kto``: ``prompt``, ``completion`` (strings or messages), ``label`` (``true``:
+      desirable, ``false``: undesirable; the file needs both); for ``objective: kto``
     """
 
     path: str | None = Field(
@@ -307,60 +310,129 @@ class OrpoConfig(StrictModel):
     lambda_: float = Field(default=0.1, gt=0, alias="lambda", description="Weight of the odds-ratio term.")
 
 
-#: Dataset formats of the SFT objective (every format but ``preference``).
+class KtoConfig(StrictModel):
+    """KTO: unpaired desirable and undesirable completions against a reference model, with a KL
+    reference point estimated from mismatched prompt/completion pairs (as TRL's KTOTrainer)."""
+
+    beta: float = Field(default=0.1, gt=0, description="Strength of the implicit KL penalty to the reference.")
+    desirable_weight: float = Field(default=1.0, gt=0, description="Weight of the desirable rows' losses.")
+    undesirable_weight: float = Field(default=1.0, gt=0, description="Weight of the undesirable rows' losses.")
+    precompute_reference: bool = Field(
+        default=False,
+        description="Compute the reference log-probs in one pass before training (no reference model in memory).",
+    )
+
+
+#: Dataset formats of the SFT objective (every format but ``preference`` and ``kto``).
 SFT_FORMATS: tuple[str, ...] = ("alpaca", "messages", "completion", "text", "classification", "tagging")
 
 
-class SftObjective(StrictModel):
+class ObjectiveSection(StrictModel):
+    """What every objective's typed config says besides its settings: the dataset formats it
+    trains on and whether it can run on FSDP2 shards."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
+
+    def sharding_problem(self, full_finetune: bool) -> str | None:
+        """Why this objective cannot run on FSDP2 shards (None: it can)."""
+        return None
+
+
+def reference_sharding_problem(objective: str, precompute_reference: bool, full_finetune: bool) -> str | None:
+    """Why an objective with a reference model cannot run on FSDP2 shards (None: it can).
+
+    An adapter method's reference is the same sharded model with its adapters switched off,
+    inside the sharded forward. A full fine-tune's frozen copy would be a second sharded model,
+    and the one-off precompute pass runs forwards outside the sharded root: neither is built.
+    """
+    if precompute_reference:
+        return (
+            f"{objective}.precompute_reference runs on training.distributed 'ddp', not 'fsdp' "
+            "(the one-off reference pass is not built for FSDP2 shards)"
+        )
+    if full_finetune:
+        return (
+            f"objective {objective!r} with method 'full' runs on training.distributed 'ddp', not 'fsdp': "
+            "its reference is a frozen copy of the model, not built for FSDP2 shards (an adapter method's "
+            "reference is the sharded model with its adapters off)"
+        )
+    return None
+
+
+class SftObjective(ObjectiveSection):
     """``objective: sft``: next-token cross-entropy on the targets (or class cross-entropy)."""
 
     FORMATS: ClassVar[tuple[str, ...]] = SFT_FORMATS
     objective: Literal["sft"] = "sft"
 
 
-class DpoObjective(StrictModel):
+class DpoObjective(ObjectiveSection):
     """``objective: dpo``: set in the ``dpo:`` section."""
 
-    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
     objective: Literal["dpo"] = "dpo"
     dpo: DpoConfig = Field(default_factory=DpoConfig)
 
+    def sharding_problem(self, full_finetune: bool) -> str | None:
+        """See :func:`reference_sharding_problem`."""
+        return reference_sharding_problem("dpo", self.dpo.precompute_reference, full_finetune)
 
-class SimpoObjective(StrictModel):
+
+class SimpoObjective(ObjectiveSection):
     """``objective: simpo``: set in the ``simpo:`` section."""
 
-    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
     objective: Literal["simpo"] = "simpo"
     simpo: SimpoConfig = Field(default_factory=SimpoConfig)
 
 
-class OrpoObjective(StrictModel):
+class OrpoObjective(ObjectiveSection):
     """``objective: orpo``: set in the ``orpo:`` section."""
 
-    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
     objective: Literal["orpo"] = "orpo"
     orpo: OrpoConfig = Field(default_factory=OrpoConfig)
 
 
-class RewardObjective(StrictModel):
+class KtoObjective(ObjectiveSection):
+    """``objective: kto``: set in the ``kto:`` section."""
+
+    FORMATS: ClassVar[tuple[str, ...]] = ("kto",)
+    objective: Literal["kto"] = "kto"
+    kto: KtoConfig = Field(default_factory=KtoConfig)
+
+    def sharding_problem(self, full_finetune: bool) -> str | None:
+        """See :func:`reference_sharding_problem`."""
+        return reference_sharding_problem("kto", self.kto.precompute_reference, full_finetune)
+
+
+class RewardObjective(ObjectiveSection):
     """``objective: reward``: a Bradley-Terry reward model (``model.task: sequence-classification``,
     one output): ``-log sigmoid(r(chosen) - r(rejected))`` per pair; no section of its own."""
 
-    FORMATS: ClassVar[tuple[str, ...]] = ("preference",)
     objective: Literal["reward"] = "reward"
 
+    def sharding_problem(self, full_finetune: bool) -> str | None:
+        """A sharded reward model (its score head under FSDP2) is not tested yet: refused."""
+        return "objective 'reward' runs on training.distributed 'ddp', not 'fsdp' (a sharded reward model is untested)"
 
-#: The typed config of the chosen objective, told apart by ``objective``.
-ObjectiveConfig = Annotated[
-    SftObjective | DpoObjective | SimpoObjective | OrpoObjective | RewardObjective, Field(discriminator="objective")
-]
-_OBJECTIVE_ADAPTER: TypeAdapter[ObjectiveConfig] = TypeAdapter(ObjectiveConfig)
+
+#: Every objective's typed config class; a new objective adds its class here (and its section
+#: field to :class:`LLMConfig`).
+_OBJECTIVE_CLASSES: tuple[type[ObjectiveSection], ...] = (
+    SftObjective,
+    DpoObjective,
+    SimpoObjective,
+    OrpoObjective,
+    KtoObjective,
+    RewardObjective,
+)
 #: Each objective's config class, by objective name.
-OBJECTIVE_CONFIGS: dict[str, type[StrictModel]] = {
-    cls.model_fields["objective"].default: cls
-    for cls in (SftObjective, DpoObjective, SimpoObjective, OrpoObjective, RewardObjective)
+OBJECTIVE_CONFIGS: dict[str, type[ObjectiveSection]] = {
+    cls.model_fields["objective"].default: cls for cls in _OBJECTIVE_CLASSES
 }
-Objective = Literal["sft", "dpo", "simpo", "orpo", "reward"]
+#: The typed config of the chosen objective, told apart by ``objective``.
+ObjectiveConfig = Annotated[Union[_OBJECTIVE_CLASSES], Field(discriminator="objective")]  # noqa: UP007
+_OBJECTIVE_ADAPTER: TypeAdapter[ObjectiveConfig] = TypeAdapter(ObjectiveConfig)
+#: The objective names ``objective:`` accepts.
+Objective = Literal[tuple(OBJECTIVE_CONFIGS)]  # type: ignore[valid-type]
 
 
 def objective_sections(objective: str) -> tuple[str, ...]:
@@ -466,8 +538,8 @@ class TrainingConfig(StrictModel):
         return every if isinstance(every, int) else None
 
 
-class OutputConfig(StrictModel):
-    """What the trainer exports at the end."""
+class OutputConfig(PushConfig):
+    """What the trainer exports at the end, and where the exporter pushes it (:class:`PushConfig`)."""
 
     save_adapter: bool = True
     save_merged: bool = True
@@ -481,7 +553,7 @@ class LLMConfig(StrictModel):
     prefix/prompt, ``peft:`` for peft). A section holds what the job wrote (None when left
     out); :attr:`method_config` is the chosen method's config with its defaults filled in.
     ``objective`` chooses the loss the same way (:data:`ObjectiveConfig`, sections ``dpo:``,
-    ``simpo:``, ``orpo:``; :attr:`objective_config`); each objective names the dataset formats
+    ``simpo:``, ``orpo:``, ``kto:``; :attr:`objective_config`); each objective names the dataset formats
     it trains on.
 
     ``training`` also takes a ``transformers.TrainingArguments``, and ``lora`` a
@@ -498,15 +570,38 @@ class LLMConfig(StrictModel):
         default=None, description="Settings of methods prefix and prompt."
     )
     peft: PeftPassThrough | None = Field(default=None, description="Settings of method 'peft' (any PEFT method).")
-    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo, orpo or reward.")
+    objective: Objective = Field(default="sft", description="The training loss: sft, dpo, simpo, orpo, kto or reward.")
     dpo: DpoConfig | None = Field(default=None, description="Settings of objective 'dpo'.")
     simpo: SimpoConfig | None = Field(default=None, description="Settings of objective 'simpo'.")
     orpo: OrpoConfig | None = Field(default=None, description="Settings of objective 'orpo'.")
+    kto: KtoConfig | None = Field(default=None, description="Settings of objective 'kto'.")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    report_to: list[Tracker] | None = Field(
+        default=None,
+        description="Trackers fed by trainer rank 0: tensorboard, mlflow, wandb "
+        "(default: tensorboard when the package is installed; [] for none).",
+    )
+    strict_tracking: bool = Field(
+        default=False,
+        description="Fail the job when a tracker is unreachable (at start: before training), "
+        "instead of warning once and retrying with backoff.",
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Settings of the trackers.")
     evaluation: EvaluationConfig | None = Field(
         default=None, description="Score the model on a held-out file by generation at the end (and every N steps)."
     )
+
+    @model_validator(mode="after")
+    def _trackers_configured(self) -> LLMConfig:
+        trackers = self.report_to or []
+        if len(set(trackers)) != len(trackers):
+            raise ValueError("report_to names a tracker twice")
+        if "mlflow" in trackers and self.tracking.mlflow is None:
+            raise ValueError("report_to 'mlflow' needs tracking.mlflow.tracking_uri")
+        if self.output.register_model is not None and "mlflow" not in trackers:
+            raise ValueError("output.register_model registers in MLflow: add 'mlflow' to report_to")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -564,10 +659,17 @@ class LLMConfig(StrictModel):
                 f"objective {self.objective!r} trains on dataset.format {' or '.join(map(repr, formats))}, "
                 f"not format {self.dataset.format!r}"
             )
+        if self.objective == "kto" and self.training.batch_size < 2:
+            raise ValueError(
+                "objective 'kto' needs training.batch_size >= 2: its KL reference point pairs each prompt with "
+                "another row's completion of the same micro-batch"
+            )
         if self.objective != "sft" and self.training.chunked_loss is True:
             raise ValueError(f"training.chunked_loss cannot be combined with objective {self.objective!r}")
-        if self.objective != "sft" and self.training.distributed == "fsdp":
-            raise ValueError(f"objective {self.objective!r} runs on training.distributed 'ddp', not 'fsdp'")
+        if self.training.distributed == "fsdp":
+            problem = self.objective_config.sharding_problem(full_finetune=self.method == "full")
+            if problem is not None:
+                raise ValueError(problem)
         if self.evaluation is not None:
             self._check_evaluation(self.evaluation)
         return self

@@ -21,6 +21,8 @@ import os
 import random
 import re
 import shutil
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,9 @@ from torch.distributed.checkpoint.state_dict import (
 
 from kubetune.errors import ConfigError, OutputError
 from kubetune.trainer.distributed import DistributedContext, unwrap_model
-from kubetune.trainer.loop import DataPosition
+from kubetune.trainer.loop import DataPosition, MicroBatchStream, StepEnd
+from kubetune.trainer.metrics import MetricsWriter
+from kubetune.trainer.preemption import CheckpointSchedule, Preempted
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 #: The torch.distributed.checkpoint folder inside ``step-N``.
@@ -314,3 +318,62 @@ def load_checkpoint(
     if ctx.is_main and meta["world_size"] != ctx.world_size:
         print(f"resharded {path} from {meta['world_size']} to {ctx.world_size} processes", flush=True)
     return ResumePoint(meta["step"], DataPosition(state["epoch"], micro_batch), path)
+
+
+class StepCheckpointer:
+    """The loop's end-of-step hook: writes the checkpoints :class:`~kubetune.trainer.preemption.CheckpointSchedule`
+    asks for, notes each one's duration on its step's progress record and stops the loop when
+    a stop was requested (the :class:`~kubetune.trainer.preemption.Preempted` to raise is then
+    in :attr:`preempted`).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        schedule: CheckpointSchedule,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        stream: MicroBatchStream,
+        ctx: DistributedContext,
+        keep: int,
+        global_micro_batch: int,
+        metrics: MetricsWriter,
+        say: Callable[[str], None],
+    ):
+        self.root = root
+        self.schedule = schedule
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.stream = stream
+        self.ctx = ctx
+        self.keep = keep
+        self.global_micro_batch = global_micro_batch
+        self.metrics = metrics
+        self.say = say
+        self.preempted: Preempted | None = None
+
+    def __call__(self, step: int) -> StepEnd | None:
+        """Checkpoint at the end of ``step`` if the schedule (or a stop request) says so."""
+        boundary = self.schedule.at_step_end(step)
+        if not boundary.checkpoint:
+            return None
+        started = time.perf_counter()
+        path = save_checkpoint(
+            self.root,
+            step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.stream.position,
+            self.ctx,
+            self.keep,
+            self.global_micro_batch,
+        )
+        seconds = time.perf_counter() - started
+        self.say(f"checkpoint: {path} ({seconds:.1f} s)")
+        self.metrics.annotate(step, checkpoint_s=round(seconds, 3))
+        if self.schedule.after_checkpoint() or boundary.stop:
+            self.preempted = Preempted(step, path, seconds)
+        return StepEnd(stop=self.preempted is not None)

@@ -24,7 +24,8 @@ SFT = SftObjective()
 
 class TrainingObjective(torch.nn.Module):
     """The model and its loss as one module: ``forward(batch)`` returns the objective's
-    ``(summed loss, units, metric sums)`` (see :class:`~kubetune.trainer.objectives.base.ObjectiveLoss`).
+    ``(summed loss, units, metric sums, metric counts)`` (see
+    :class:`~kubetune.trainer.objectives.base.ObjectiveLoss`).
 
     DDP and FSDP2 wrap this module rather than the model, so the whole loss computation (the
     chunked loss's decoder-only forward and fused LM head, a DPO reference forward with the
@@ -39,10 +40,11 @@ class TrainingObjective(torch.nn.Module):
         self.chunked_loss = chunked_loss
         self.objective = objective
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float]]:
-        """The objective's summed loss over the batch, its units (targets, pairs) and metric sums."""
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float], dict[str, float]]:
+        """The objective's summed loss over the batch, its units (targets, pairs), metric sums
+        and the counts of the metrics not averaged over every unit."""
         out = self.objective.loss(self.model, batch, self.chunked_loss)
-        return out.summed, out.units, out.metrics
+        return out.summed, out.units, out.metrics, out.counts
 
 
 def objective_of(model: torch.nn.Module) -> Objective:
@@ -126,7 +128,9 @@ class StepResult:
     real_tokens: int
     padded_tokens: int
     target_tokens: int
-    objective: dict[str, float] = field(default_factory=dict)
+    #: The objective's values (None: no unit of the step had it, e.g. KTO's chosen reward
+    #: in a step without desirable rows).
+    objective: dict[str, float | None] = field(default_factory=dict)
 
 
 def train_step(
@@ -155,6 +159,7 @@ def train_step(
     total_loss = 0.0
     real = padded = 0
     values: dict[str, float] = {}
+    counts: dict[str, float] = {}
     can_defer_sync = isinstance(model, torch.nn.parallel.DistributedDataParallel)
     for index, mb in enumerate(micro):
         host = objective_of(model).collate(mb, pad_token_id, config.packing)
@@ -166,9 +171,11 @@ def train_step(
         sync = model.no_sync() if can_defer_sync and not last else contextlib.nullcontext()
         with sync:
             with _autocast(config, device):
-                summed, _, metrics = model(batch)
+                summed, _, metrics, metric_counts = model(batch)
             for name, value in metrics.items():
                 values[name] = values.get(name, 0.0) + value
+            for name, count in metric_counts.items():
+                counts[name] = counts.get(name, 0.0) + count
             # DDP and FSDP average gradients over ranks; scale so the result is the global token mean.
             (summed * world / global_targets).backward()
         total_loss += float(summed.detach())
@@ -179,10 +186,21 @@ def train_step(
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     names = sorted(values)
-    sums = torch.tensor([total_loss, real, padded, *(values[n] for n in names)], dtype=torch.float64, device=device)
+    counted = sorted(counts)
+    sums = torch.tensor(
+        [total_loss, real, padded, *(values[n] for n in names), *(counts[n] for n in counted)],
+        dtype=torch.float64,
+        device=device,
+    )
     if distributed:
         torch.distributed.all_reduce(sums)
-    means = {name: float(sums[3 + i]) / global_targets for i, name in enumerate(names)}
+    divisors = {name: float(sums[3 + len(names) + i]) for i, name in enumerate(counted)}
+    means = {
+        name: (float(sums[3 + i]) / divisors[name] if divisors[name] else None)
+        if name in divisors
+        else float(sums[3 + i]) / global_targets
+        for i, name in enumerate(names)
+    }
     return StepResult(float(sums[0]) / global_targets, grad_norm, int(sums[1]), int(sums[2]), targets, means)
 
 
@@ -207,7 +225,7 @@ def evaluate(
         host = objective_of(forward_model).collate(examples_mb, pad_token_id, packing=False)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in host.items()}
         with _autocast(config, device):
-            summed, units, _ = forward_model(batch)
+            summed, units, _, _ = forward_model(batch)
         if counts:
             sums += torch.tensor([float(summed), units], dtype=torch.float64, device=device)
     forward_model.train()
@@ -263,7 +281,7 @@ def run_loop(
                 eval_loss=eval_loss,
                 epoch=stream.position.epoch,
                 gpu_peak_gib=_peak_gib(device),
-                **{name: round(value, 6) for name, value in result.objective.items()},
+                **{name: round(value, 6) for name, value in result.objective.items() if value is not None},
             )
         end = on_step_end(step) if on_step_end is not None else None
         if end is not None and end.stop:

@@ -147,8 +147,19 @@ def truncate_metrics(path: Path, after_step: int) -> None:
     _write_records(path, [record for record in read_metrics(path) if record.step <= after_step])
 
 
+#: Objective values drawn in ``loss.png``'s second panel (rewards, left axis) when a run has them.
+REWARD_CURVES = ("chosen_reward", "rejected_reward", "reward_margin", "kl")
+#: Drawn on the second panel's right axis (a share of pairs, 0 to 1).
+ACCURACY_CURVE = "reward_accuracy"
+
+
 def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:
-    """Draw training (and eval) loss per step from ``metrics.jsonl`` into a PNG (``loss.png``)."""
+    """Draw training (and eval) loss per step from ``metrics.jsonl`` into a PNG (``loss.png``).
+
+    A run whose records carry rewards (the preference objectives) gets a second panel below:
+    the chosen and rejected rewards, their margin (and KTO's KL reference point), with the
+    reward accuracy on its right axis.
+    """
     records = read_metrics(metrics_path)
     if not records:
         return None
@@ -157,7 +168,9 @@ def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    curves = [name for name in (*REWARD_CURVES, ACCURACY_CURVE) if any(name in r.objective for r in records)]
+    fig, axes = plt.subplots(2 if curves else 1, 1, figsize=(7, 7 if curves else 4), dpi=100, squeeze=False)
+    ax = axes[0][0]
     trained = [r for r in records if r.loss is not None]
     ax.plot([r.step for r in trained], [r.loss for r in trained], label="train loss")
     evals = [r for r in records if r.eval_loss is not None]
@@ -167,6 +180,24 @@ def plot_losses(metrics_path: Path, image_path: Path) -> Path | None:
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
     ax.legend()
+    if curves:
+        rewards = axes[1][0]
+        accuracy = rewards.twinx() if ACCURACY_CURVE in curves else None
+        for name in curves:
+            points = [(r.step, r.objective[name]) for r in records if r.objective.get(name) is not None]
+            target, style = (accuracy, "k:") if name == ACCURACY_CURVE else (rewards, "-")
+            target.plot([step for step, _ in points], [value for _, value in points], style, label=name)
+        rewards.set_xlabel("step")
+        rewards.set_ylabel("reward")
+        rewards.axhline(0, color="grey", linewidth=0.5)
+        rewards.grid(alpha=0.3)
+        handles, labels = rewards.get_legend_handles_labels()
+        if accuracy is not None:
+            accuracy.set_ylabel("reward accuracy")
+            accuracy.set_ylim(-0.05, 1.05)
+            more_handles, more_labels = accuracy.get_legend_handles_labels()
+            handles, labels = handles + more_handles, labels + more_labels
+        rewards.legend(handles, labels, fontsize="small")
     fig.tight_layout()
     fig.savefig(image_path)
     plt.close(fig)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,41 +13,24 @@ import torch
 from kubetune.contracts.progress import Phase, write_phase
 from kubetune.contracts.run_dir import RunDir
 from kubetune.errors import PREEMPTED_EXIT_CODE, ConfigError
+from kubetune.exporter.preflight import check_push_target
 from kubetune.spec.job import JobSpec, write_job_file
 from kubetune.spec.trainer import LLMConfig
+from kubetune.tracking import TrackingSession
 from kubetune.trainer import loop
-from kubetune.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from kubetune.trainer.build import build_model
+from kubetune.trainer.checkpoint import StepCheckpointer, latest_checkpoint, load_checkpoint
 from kubetune.trainer.data.batching import micro_batches, micro_batches_per_epoch
 from kubetune.trainer.data.pipeline import prepare_data
-from kubetune.trainer.distributed import (
-    DistributedContext,
-    close_distributed,
-    init_distributed,
-    is_sharded,
-    unwrap_model,
-    wrap_model,
-)
+from kubetune.trainer.distributed import DistributedContext, close_distributed, init_distributed
 from kubetune.trainer.evaluation.training import TrainingEvaluation
-from kubetune.trainer.export import export_adapter, export_merged, reload_merged_qlora
-from kubetune.trainer.kernels.compilation import compile_layers
-from kubetune.trainer.kernels.lora_linear import fuse_lora_linears
-from kubetune.trainer.kernels.packed_attention import use_packed_attention
-from kubetune.trainer.methods import is_mergeable, method_support, trains_adapter
-from kubetune.trainer.metrics import MetricsWriter, plot_losses, truncate_metrics
+from kubetune.trainer.exporting import export_outputs
+from kubetune.trainer.metrics import MetricsWriter, plot_losses, read_metrics, truncate_metrics
 from kubetune.trainer.model_files import resolve_local
-from kubetune.trainer.model_loading import (
-    apply_method,
-    check_environment,
-    count_parameters,
-    load_model,
-    load_tokenizer,
-    prepare_for_training,
-)
-from kubetune.trainer.objectives import build_objective, prepare_objective
+from kubetune.trainer.model_loading import check_environment, load_tokenizer
+from kubetune.trainer.objectives import build_objective
 from kubetune.trainer.optim import build_optimizer, build_scheduler
 from kubetune.trainer.preemption import CheckpointSchedule, Preempted, StopRequest
-from kubetune.trainer.sharded_export import export_adapter_sharded, export_merged_sharded
-from kubetune.trainer.sharded_loading import load_sharded
 from kubetune.trainer.speed_plan import device_info, model_shape, resolve_speed
 from kubetune.trainer.status_report import reporter_from_environment
 
@@ -132,95 +114,79 @@ def run_training(
 def _train(
     spec: JobSpec, layout: RunDir, ctx: DistributedContext, config_file: Path | None, stop: StopRequest
 ) -> TrainResult:
+    """The run as its units: seed, data, evaluation set, plan, objective, model, loop with
+    checkpoints (and evaluations), export."""
     config = spec.trainer
     output_dir = layout.output
     seed_everything(config.training.seed)
+    if ctx.is_main:  # before hours of training: credentials, an empty prefix (submit checked it too, locally)
+        check_push_target(config, layout)
 
     model_path = resolve_local(config.model.path, layout.model, "trainer.model.path")
     dataset_path = resolve_local(config.dataset.path, layout.dataset, "trainer.dataset.path")
     phase(ctx, output_dir, Phase.LOADING_MODEL, "tokenizer")
     tokenizer = load_tokenizer(model_path, config.model)
-    data = prepare_data(
-        config.dataset,
-        dataset_path,
-        tokenizer,
-        config.training.max_seq_len,
-        config.training.seed,
-        on_read=lambda rows: phase(ctx, output_dir, Phase.TOKENIZING, f"{rows} rows"),
-    )
-    say(
-        ctx,
-        f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
-        f"({data.truncated} truncated to {config.training.max_seq_len} tokens, "
-        f"{data.dropped_without_targets} without targets dropped)",
-    )
+    data = build_data(config, dataset_path, tokenizer, ctx, output_dir)
     evaluator = None
     if config.evaluation is not None:
         evaluator = TrainingEvaluation.prepare(config, tokenizer, data.label_names, spec.name or "model", ctx, layout)
         say(ctx, f"evaluation: {len(evaluator.eval_set.items)} rows of {evaluator.eval_set.file}")
-    # Every ``auto`` speed setting is resolved here, once, and a plan that cannot fit stops the job
-    # before the model is loaded.
-    batches = _planned_batches(data.train, config.training, ctx.world_size)
-    shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
-    speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
-    config = config.model_copy(update={"training": speed.training})
+    config = plan_speed(config, data, model_path, ctx)
+    # Before the model loads: with strict_tracking an unreachable tracker fails the job here.
+    tracking = _start_tracking(spec.model_copy(update={"trainer": config}), layout) if ctx.is_main else None
+    try:
+        return _train_tracked(
+            spec, layout, ctx, config_file, stop, config, data, model_path, tokenizer, evaluator, tracking
+        )
+    except Preempted:
+        if tracking is not None:
+            tracking.finish(None)  # the resumed job continues the same runs
+        raise
+    except BaseException:
+        if tracking is not None:
+            tracking.finish("FAILED", wait_s=10.0)
+        raise
+
+
+def _start_tracking(resolved: JobSpec, layout: RunDir) -> TrackingSession | None:
+    """The job's trackers (``trainer.report_to``), their runs started with the resolved config; None: no tracker."""
+    session = TrackingSession(resolved, layout)
+    if not session.trackers:
+        return None
+    session.start()
+    return session
+
+
+def _train_tracked(
+    spec: JobSpec,
+    layout: RunDir,
+    ctx: DistributedContext,
+    config_file: Path | None,
+    stop: StopRequest,
+    config: LLMConfig,
+    data,
+    model_path: Path,
+    tokenizer,
+    evaluator: TrainingEvaluation | None,
+    tracking: TrackingSession | None,
+) -> TrainResult:
+    """Load the model, train, checkpoint and export (everything after the data and the speed plan)."""
+    output_dir = layout.output
     training = config.training
-    say(ctx, f"speed: {speed.describe()}")
 
     strategy = training.distributed if ctx.world_size > 1 else "ddp"
     if evaluator is not None and strategy == "fsdp":
         raise ConfigError(
             "evaluation runs on training.distributed 'ddp' (generating with FSDP shards is not built yet)"
         )
-    method = method_support(config)
-
-    def apply_levers(inner: torch.nn.Module) -> None:
-        if training.packing:
-            use_packed_attention(inner)
-        if training.fused_lora and method.lora_kernels:
-            fuse_lora_linears(inner)
-        if training.compile:
-            # Compiled graphs land in the run directory, so a restart of the job (a new attempt of the
-            # local supervisor, a new pod on the shared volume) reuses them instead of compiling again.
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(layout.compile_cache))
-            compile_layers(inner)
 
     objective = build_objective(config)
     phase(ctx, output_dir, Phase.LOADING_MODEL, "weights")
-    if ctx.world_size > 1 and strategy == "fsdp":
-        if objective.name != "sft":
-            raise ConfigError(
-                f"objective {config.objective!r} runs on training.distributed 'ddp' (FSDP sharding of the "
-                "preference objectives is not built yet)"
-            )
-        model = load_sharded(model_path, config, ctx, data.label_names, tokenizer.pad_token_id, apply_levers)
-        trainable, total = count_parameters(model)  # DTensor shards count their global size
-    else:
-        quantize_on = ctx.device if method.quantized_base else None
-        inner = load_model(
-            model_path,
-            config.model,
-            training.precision,
-            objective.head_labels or data.label_names,
-            tokenizer.pad_token_id,
-            quantize_on,
-        )
-        inner = prepare_for_training(inner, config)
-        # Adapter initialisation draws random numbers: seed right before it so the initial weights
-        # depend on the seed alone (not on what loading the model consumed).
-        torch.manual_seed(training.seed)
-        inner = apply_method(inner, config, model_path)
-        if quantize_on is None:
-            inner = inner.to(ctx.device)
-        apply_levers(inner)
-        trainable, total = count_parameters(inner)
-        prepare_objective(objective, inner, config, data, tokenizer.pad_token_id, ctx, layout)
-        model = wrap_model(
-            loop.TrainingObjective(inner, training.chunked_loss, objective), ctx, strategy, training.precision
-        )
+    built = build_model(config, model_path, objective, data, tokenizer.pad_token_id, ctx, layout, strategy)
+    model = built.model
     say(
         ctx,
-        f"model: {model_path} | method {config.method} | trainable {trainable:,} of {total:,} parameters | "
+        f"model: {model_path} | method {config.method} | trainable {built.trainable:,} of {built.total:,} parameters | "
         f"{ctx.world_size} process(es) on {ctx.device.type}" + (f" ({strategy})" if ctx.world_size > 1 else ""),
     )
     # Written once the data and model passed their checks: a rejected job leaves no output behind.
@@ -233,10 +199,9 @@ def _train(
     scheduler = build_scheduler(optimizer, training, steps)
     stream = loop.MicroBatchStream(data.train, training, rank=ctx.rank, world_size=ctx.world_size)
 
-    checkpoints = layout.checkpoints
     global_micro_batch = training.batch_size * ctx.world_size
     start_step = 0
-    resumed_from = latest_checkpoint(checkpoints) if training.resume == "auto" else None
+    resumed_from = latest_checkpoint(layout.checkpoints) if training.resume == "auto" else None
     if resumed_from is not None:
         point = load_checkpoint(resumed_from, model, optimizer, scheduler, ctx, global_micro_batch)
         start_step, stream.position = point.step, point.position
@@ -245,43 +210,29 @@ def _train(
     if ctx.is_main:
         truncate_metrics(metrics_path, start_step)
     reporter = reporter_from_environment() if ctx.is_main else None
-    metrics = MetricsWriter(
-        metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=(reporter,) if reporter else ()
+    reporters = tuple(report for report in (reporter, tracking and tracking.report) if report is not None)
+    metrics = MetricsWriter(metrics_path, steps, enabled=ctx.is_main, start_step=start_step, reporters=reporters)
+    checkpointer = StepCheckpointer(
+        layout.checkpoints,
+        CheckpointSchedule(training, steps, stop, ctx),
+        model,
+        optimizer,
+        scheduler,
+        stream,
+        ctx,
+        training.keep_checkpoints,
+        global_micro_batch,
+        metrics,
+        lambda line: say(ctx, line),
     )
 
-    schedule = CheckpointSchedule(training, steps, stop, ctx)
-    preempted: list[Preempted] = []
-
     def step_end(step: int) -> loop.StepEnd | None:
-        end = checkpoint(step)
-        if evaluator is not None and not preempted and evaluator.due(step, steps):
+        end = checkpointer(step)
+        if evaluator is not None and checkpointer.preempted is None and evaluator.due(step, steps):
             phase(ctx, output_dir, Phase.EVALUATING, f"{len(evaluator.eval_set.items)} rows")
             evaluator.run(model, step, metrics)
             phase(ctx, output_dir, Phase.TRAINING)
         return end
-
-    def checkpoint(step: int) -> loop.StepEnd | None:
-        boundary = schedule.at_step_end(step)
-        if not boundary.checkpoint:
-            return None
-        started = time.perf_counter()
-        path = save_checkpoint(
-            checkpoints,
-            step,
-            model,
-            optimizer,
-            scheduler,
-            stream.position,
-            ctx,
-            training.keep_checkpoints,
-            global_micro_batch,
-        )
-        seconds = time.perf_counter() - started
-        say(ctx, f"checkpoint: {path} ({seconds:.1f} s)")
-        metrics.annotate(step, checkpoint_s=round(seconds, 3))
-        if schedule.after_checkpoint() or boundary.stop:
-            preempted.append(Preempted(step, path, seconds))
-        return loop.StepEnd(stop=bool(preempted))
 
     phase(ctx, output_dir, Phase.COMPILING if training.compile else Phase.TRAINING)
     losses = loop.run_loop(
@@ -298,18 +249,58 @@ def _train(
         eval_examples=data.eval,
         on_step_end=step_end,
     )
-    if preempted:
-        say(ctx, f"{preempted[0]}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
-        raise preempted[0]
+    if checkpointer.preempted is not None:
+        say(ctx, f"{checkpointer.preempted}; exiting with status {PREEMPTED_EXIT_CODE} (resumable)")
+        raise checkpointer.preempted
     if evaluator is not None and not evaluator.done_at(steps):
         phase(ctx, output_dir, Phase.EVALUATING, f"{len(evaluator.eval_set.items)} rows")
         evaluator.run(model, steps, metrics)
     phase(ctx, output_dir, Phase.EXPORTING)
-    adapter_dir, merged_dir = _export(model, tokenizer, layout, ctx, config, model_path)
+    adapter_dir, merged_dir = export_outputs(
+        model, tokenizer, layout, ctx, config, model_path, lambda line: say(ctx, line)
+    )
     if ctx.is_main:
         plot_losses(metrics_path, layout.loss_curve)
+    if tracking is not None:
+        tracking.catch_up([record.to_json() for record in read_metrics(metrics_path)])
+        artifacts = [(layout.loss_curve, layout.loss_curve.name)]
+        if config.tracking.log_adapter and adapter_dir is not None:
+            artifacts.append((adapter_dir, "adapter"))
+        tracking.finish("FINISHED", artifacts)
     ctx.barrier()
     return TrainResult(layout.output, adapter_dir, merged_dir, steps, losses, resumed_from)
+
+
+def build_data(config: LLMConfig, dataset_path: Path, tokenizer, ctx: DistributedContext, output_dir: Path):
+    """The data unit: read, format and tokenize the dataset
+    (:func:`~kubetune.trainer.data.pipeline.prepare_data`), reporting what was kept."""
+    data = prepare_data(
+        config.dataset,
+        dataset_path,
+        tokenizer,
+        config.training.max_seq_len,
+        config.training.seed,
+        on_read=lambda rows: phase(ctx, output_dir, Phase.TOKENIZING, f"{rows} rows"),
+        # KTO pairs each row with another's completion within blocks of one global micro-batch.
+        batch_size=config.training.batch_size * ctx.world_size,
+    )
+    say(
+        ctx,
+        f"dataset: {len(data.train)} train / {len(data.eval)} eval examples from {data.rows_read} rows "
+        f"({data.truncated} truncated to {config.training.max_seq_len} tokens, "
+        f"{data.dropped_without_targets} without targets dropped)",
+    )
+    return data
+
+
+def plan_speed(config: LLMConfig, data, model_path: Path, ctx: DistributedContext) -> LLMConfig:
+    """``config`` with every ``auto`` speed setting resolved, once; a plan that cannot fit
+    stops the job (ConfigError) before the model is loaded."""
+    batches = _planned_batches(data.train, config.training, ctx.world_size)
+    shape = model_shape(model_path, config.model, read_gguf=ctx.device.type == "cuda")
+    speed = resolve_speed(config, device_info(ctx.device), ctx.world_size, shape, batches)
+    say(ctx, f"speed: {speed.describe()}")
+    return config.model_copy(update={"training": speed.training})
 
 
 #: Beyond this many example draws (examples x epochs x ranks) the memory plan assumes the worst
@@ -334,37 +325,3 @@ def _planned_batches(examples, training, world_size: int) -> list[list[int]]:
         for rank in range(world_size)
         for batch in micro_batches(examples, training.batch_size, epoch, training.seed, rank, world_size)
     ]
-
-
-def _export(model, tokenizer, layout: RunDir, ctx: DistributedContext, config: LLMConfig, model_path: Path):
-    """Write ``adapter/`` and ``merged/`` (from rank 0; a sharded model is gathered unit by unit)."""
-    root = model
-    model = unwrap_model(model)
-    model.eval()
-    is_peft = trains_adapter(config)
-    quantized = method_support(config).quantized_base
-    want_adapter = is_peft and (config.output.save_adapter or quantized)
-    skip_merge = config.output.save_merged and is_peft and not is_mergeable(config)
-    if skip_merge:
-        say(
-            ctx,
-            f"export: merged/ skipped: a {config.method!r} adapter cannot be folded into the base weights; "
-            "load adapter/ with peft.AutoPeftModel instead",
-        )
-    adapter_dir = merged_dir = None
-    if is_sharded(root):
-        if want_adapter:
-            adapter_dir = export_adapter_sharded(model, tokenizer, layout.adapter, ctx)
-        if config.output.save_merged and not skip_merge:
-            merged_dir = export_merged_sharded(model, root, tokenizer, layout.merged, ctx, is_peft)
-    elif ctx.is_main:
-        if want_adapter:
-            adapter_dir = export_adapter(model, tokenizer, layout.adapter)
-        if config.output.save_merged and not skip_merge:
-            if quantized:
-                model = reload_merged_qlora(
-                    lambda: load_model(model_path, config.model, config.training.precision), adapter_dir
-                )
-            merged_dir = export_merged(model, tokenizer, layout.merged, is_peft)
-    say(ctx, f"export: {', '.join(str(p) for p in (adapter_dir, merged_dir) if p) or 'nothing requested'}")
-    return adapter_dir, merged_dir

@@ -23,8 +23,9 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_
 
 from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer.distributed import DistributedContext, shard_model
-from kubetune.trainer.loop import TrainingObjective
+from kubetune.trainer.loop import SFT, TrainingObjective
 from kubetune.trainer.model_loading import apply_method, build_skeleton, load_model, prepare_for_training
+from kubetune.trainer.objectives.base import Objective
 
 
 def storage_precision(config: LLMConfig) -> str:
@@ -44,11 +45,12 @@ def load_sharded(
     label_names: list[str] | None,
     pad_token_id: int | None,
     apply_levers: Callable[[torch.nn.Module], None],
+    objective: Objective = SFT,
 ) -> TrainingObjective:
     """The FSDP2-sharded training objective of ``config``'s model, weights read by rank 0 only.
 
     ``apply_levers(model)`` switches on the speed levers (packed attention, fused LoRA,
-    per-layer compile) before sharding, as on the unsharded path.
+    per-layer compile) before sharding, as on the unsharded path; ``objective`` is the loss.
     """
     storage = storage_precision(config)
     skeleton = build_skeleton(model_path, config.model, storage, label_names, pad_token_id)
@@ -56,7 +58,9 @@ def load_sharded(
     with torch.device("meta"):
         skeleton = apply_method(skeleton, config, model_path)
     apply_levers(skeleton)
-    objective = shard_model(TrainingObjective(skeleton, config.training.chunked_loss), config.training.precision)
+    wrapped = shard_model(
+        TrainingObjective(skeleton, config.training.chunked_loss, objective), config.training.precision
+    )
 
     full_state: dict[str, torch.Tensor] = {}
     buffers: dict[str, torch.Tensor] = {}
@@ -69,12 +73,12 @@ def load_sharded(
         full_state = real.state_dict()
         buffers = {name: buffer for name, buffer in real.named_buffers()}
         del real
-    objective.to_empty(device=ctx.device)
+    wrapped.to_empty(device=ctx.device)
     set_model_state_dict(
         skeleton, full_state, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     )
     materialize_buffers(skeleton, buffers, ctx)
-    return objective
+    return wrapped
 
 
 @torch.no_grad()

@@ -204,7 +204,7 @@ def resolve_speed(
     can_plan = cuda and shape is not None and device.memory_bytes is not None
     if strategy == "auto":
         strategy = choose_strategy(shape, setup, device.memory_bytes) if can_plan and multi else "ddp"
-        if config.method not in FSDP_METHODS:
+        if config.method not in FSDP_METHODS or config.objective_config.sharding_problem(config.method == "full"):
             strategy = "ddp"  # the plan below then says whether a replica fits
         setup = replace(setup, strategy=strategy)
 

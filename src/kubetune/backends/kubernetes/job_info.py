@@ -25,7 +25,7 @@ from typing import Any
 
 from kubetune.contracts.kubernetes import COMPLETION_INDEX_LABEL, PROGRESS_STATUS_FIELD, REPLICATED_JOB_LABEL
 from kubetune.contracts.progress import Progress
-from kubetune.contracts.types import Event, Job, JobStatus, Step, StepStatus
+from kubetune.contracts.types import EXPORTER_STEP, Event, Job, JobStatus, Step, StepStatus
 from kubetune.controller.api import DATASET_INITIALIZER, MODEL_INITIALIZER, NODE
 
 INITIALIZERS = (DATASET_INITIALIZER, MODEL_INITIALIZER)  # the order the controller chains them
@@ -47,13 +47,13 @@ def parse_time(stamp: str | None) -> datetime | None:
 
 
 def step_of_pod(pod: Mapping[str, Any]) -> str | None:
-    """The SDK step a pod runs: ``dataset-initializer``, ``model-initializer`` or ``node-<index>``."""
+    """The SDK step a pod runs: ``dataset-initializer``, ``model-initializer``, ``node-<index>`` or ``exporter``."""
     labels = pod.get("metadata", {}).get("labels") or {}
     job = labels.get(REPLICATED_JOB_LABEL)
     if job == NODE:
         index = labels.get(COMPLETION_INDEX_LABEL)
         return None if index is None else f"{NODE}-{index}"
-    return job if job in INITIALIZERS else None
+    return job if job in (*INITIALIZERS, EXPORTER_STEP) else None
 
 
 def latest_pods(pods: list[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -98,7 +98,7 @@ def _condition_time(obj: Mapping[str, Any], kinds: tuple[str, ...]) -> datetime 
 def _step(name: str, pod: Mapping[str, Any] | None, counts: Mapping[str, Any] | None) -> Step:
     if pod is None:
         status = StepStatus.PENDING
-        if counts and name in INITIALIZERS:
+        if counts and name in (*INITIALIZERS, EXPORTER_STEP):
             if counts.get("failed"):
                 status = StepStatus.FAILED
             elif counts.get("succeeded"):
@@ -141,6 +141,12 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
         if job in counts or job in by_step or job.removesuffix("-initializer") in (spec.get("initializer") or {})
     ]
     node_pods = [step for step in by_step if step.startswith(f"{NODE}-")]
+    output = (trainer.get("llmConfig") or {}).get("output") or {}
+    exports = (
+        EXPORTER_STEP in counts
+        or EXPORTER_STEP in by_step
+        or bool(output.get("push_to") or output.get("register_model"))
+    )
     num_nodes = trainer.get("numNodes") or len(node_pods) or 1
     status, reason, message = _status(obj)
     progress = status_obj.get(PROGRESS_STATUS_FIELD)
@@ -157,7 +163,8 @@ def job_from_trainjob(obj: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> 
         reason=reason,
         message=message,
         steps=[_step(job, by_step.get(job), counts.get(job)) for job in initializers]
-        + [_step(f"{NODE}-{i}", by_step.get(f"{NODE}-{i}"), None) for i in range(num_nodes)],
+        + [_step(f"{NODE}-{i}", by_step.get(f"{NODE}-{i}"), None) for i in range(num_nodes)]
+        + ([_step(EXPORTER_STEP, by_step.get(EXPORTER_STEP), counts.get(EXPORTER_STEP))] if exports else []),
         progress=_progress(progress),
     )
 
@@ -183,4 +190,4 @@ def is_about(event: Mapping[str, Any], job_name: str) -> bool:
     name = (event.get("involvedObject") or {}).get("name") or ""
     if name == job_name or name in {f"{job_name}-{suffix}" for suffix in ("config", "workspace", "function")}:
         return True
-    return any(name.startswith(f"{job_name}-{job}-") for job in (*INITIALIZERS, NODE))
+    return any(name.startswith(f"{job_name}-{job}-") for job in (*INITIALIZERS, NODE, EXPORTER_STEP))

@@ -33,7 +33,7 @@ from kubetune.controller.reconcile import LAUNCH_COMMAND
 from kubetune.errors import ConfigError
 from kubetune.runtimes.defaults import resources_to_kubernetes
 from kubetune.spec.base import StrictModel
-from kubetune.spec.initializer import INITIALIZER_SPEC_ENV, InitializerSpec
+from kubetune.spec.initializer import INITIALIZER_SPEC_ENV, InitializerSpec, SecretRef
 from kubetune.spec.job import JobSpec
 
 FUNCTION_VOLUME = "kubetune-function"
@@ -72,16 +72,27 @@ def _remote_uri(uri: str, field: str) -> str:
     return uri
 
 
-def _initializer(source: InitializerSpec, field: str) -> dict[str, Any]:
-    """A TrainJob initializer source for a job-spec initializer."""
-    entry: dict[str, Any] = {"storageUri": _remote_uri(source.storage_uri, f"{field}.storage_uri")}
+def secret_env(refs: list[SecretRef], field: str) -> list[dict[str, Any]]:
+    """One ``secretKeyRef`` env var per Kubernetes secret reference (named :meth:`SecretRef.env_var_name`);
+    ``env`` references are left to the container's environment.
+
+    Raises:
+        ConfigError: a ``file`` reference (a cluster cannot read the submitter's files).
+    """
     env = []
-    for ref in source.secret_refs():
+    for ref in refs:
         if ref.file is not None:
             raise ConfigError(f"{field}: a file secret reference cannot be read on a cluster; use kubernetes")
         if ref.kubernetes is not None:
             key_ref = {"name": ref.kubernetes.name, "key": ref.kubernetes.key}
             env.append({"name": ref.env_var_name(), "valueFrom": {"secretKeyRef": key_ref}})
+    return env
+
+
+def _initializer(source: InitializerSpec, field: str) -> dict[str, Any]:
+    """A TrainJob initializer source for a job-spec initializer."""
+    entry: dict[str, Any] = {"storageUri": _remote_uri(source.storage_uri, f"{field}.storage_uri")}
+    env = secret_env(source.secret_refs(), field)
     settings = source.model_dump(mode="json", exclude_unset=True, exclude={"storage_uri", "kind"})
     if settings:
         full = source.model_dump(mode="json", exclude_unset=True)
@@ -181,8 +192,14 @@ def render_trainjob(
         trainer["resourcesPerNode"] = resources_to_kubernetes(spec.resources.model_dump())
     if options.image:
         trainer["image"] = options.image
-    if spec.env:
-        trainer["env"] = [{"name": key, "value": value} for key, value in spec.env.items()]
+    env = [{"name": key, "value": value} for key, value in spec.env.items()]
+    if spec.trainer_kind == "builtin":
+        # The trainer (tracking) and the exporter step (push) read these credentials.
+        credentials = secret_env(spec.trainer.tracking.secret_refs(), "trainer.tracking")
+        credentials += secret_env(spec.trainer.output.push_secret_refs(), "trainer.output")
+        env += list({entry["name"]: entry for entry in credentials}.values())  # a Secret key used twice: once
+    if env:
+        trainer["env"] = env
     body: dict[str, Any] = {
         "runtimeRef": {"name": runtime, "kind": options.runtime_kind},
         "trainer": trainer,

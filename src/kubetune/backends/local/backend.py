@@ -30,8 +30,9 @@ from kubetune.backends.local.job_store import JobRecord, JobStore
 from kubetune.backends.local.metrics_file import read_all_progress, read_progress
 from kubetune.contracts.progress import Progress, read_phase
 from kubetune.contracts.run_dir import PREVIOUS_OUTPUT_PREFIX, SOURCE_KINDS, LocalHome, RunDir
-from kubetune.contracts.types import Event, Job, JobOutputs, JobStatus, Step, StepStatus
+from kubetune.contracts.types import EXPORTER_STEP, Event, Job, JobOutputs, JobStatus, Step, StepStatus
 from kubetune.errors import ConfigError, JobExistsError, JobNotFoundError, KubetuneError
+from kubetune.exporter.preflight import output_problems
 from kubetune.initializers.run import check_initializer
 from kubetune.initializers.sources import StorageLocation
 from kubetune.runtimes import Runtime, apply_runtime, list_runtimes, unknown_runtime
@@ -56,7 +57,10 @@ def step_names(spec: JobSpec) -> list[str]:
     names = []
     if spec.initializer is not None:
         names += [f"{kind}-initializer" for kind in SOURCE_KINDS if getattr(spec.initializer, kind)]
-    return names + [f"node-{i}" for i in range(spec.num_nodes)]
+    names += [f"node-{i}" for i in range(spec.num_nodes)]
+    if spec.trainer_kind == "builtin" and spec.trainer.output.wants_export:
+        names.append(EXPORTER_STEP)
+    return names
 
 
 JOB_TAG_ENV = "KUBETUNE_LOCAL_JOB"
@@ -161,6 +165,7 @@ class LocalBackend(RuntimeBackend):
         if spec.trainer_kind == "builtin":
             model, dataset = _builtin_sources(spec)
             problems += preflight_problems(spec.trainer, model, dataset)
+            problems += output_problems(spec.trainer)
         attempt(self._check_run_dir, spec, model)
         return problems
 

@@ -32,11 +32,10 @@ from pathlib import Path
 
 import psutil
 
-from kubetune.backends.local import tensorboard_export
 from kubetune.backends.local.child_env import worker_env
 from kubetune.backends.local.job_store import JobStore
 from kubetune.contracts.run_dir import SOURCE_KINDS, LocalHome, RunDir
-from kubetune.contracts.types import JobStatus, StepStatus
+from kubetune.contracts.types import EXPORTER_STEP, JobStatus, StepStatus
 from kubetune.errors import PREEMPTED_EXIT_CODE
 from kubetune.spec.initializer import INITIALIZER_SPEC_ENV
 from kubetune.spec.job import JobSpec, write_job_file
@@ -60,6 +59,11 @@ def _on_signal(signum: int, _frame) -> None:
 def initializer_command(kind: str, target: Path) -> list[str]:
     """``python -m kubetune.initializers KIND --target DIR``; the spec travels in the environment."""
     return [sys.executable, "-m", "kubetune.initializers", kind, "--target", str(target)]
+
+
+def exporter_command(config: Path, run_dir: Path) -> list[str]:
+    """``python -m kubetune.exporter``: push the results and register the model after training."""
+    return [sys.executable, "-m", "kubetune.exporter", "--config", str(config), "--run-dir", str(run_dir)]
 
 
 def free_port() -> int:
@@ -124,6 +128,7 @@ class Supervisor:
         self.spec = JobSpec.model_validate_json(record.spec_json)
         self.run_dir = record.job.run_dir
         self.layout = RunDir(self.run_dir)
+        self.step_names = [step.name for step in record.job.steps]
         self.done_steps = {step.name for step in record.job.steps if step.status == StepStatus.SUCCEEDED}
         self.children: list[subprocess.Popen] = []
         self.stop_signal: str | None = None
@@ -192,12 +197,11 @@ class Supervisor:
                 )
                 return
         self.store.set_status(self.name, JobStatus.RUNNING)
-        metrics = tensorboard_export.MetricsToTensorBoard(self.layout.metrics_file, self.layout.tensorboard)
         restarts = 0
         if self.stop_signal is not None:
             self._suspend(None, None)
             return
-        while (failure := self._run_nodes(config, env, metrics)) is not None:
+        while (failure := self._run_nodes(config, env)) is not None:
             step, code, summary = failure
             if self.stop_signal is not None or code == PREEMPTED_EXIT_CODE:
                 self._suspend(step, code)
@@ -216,15 +220,25 @@ class Supervisor:
                 f"{step} exited with code {code}: {summary}; restarting the nodes "
                 f"({restarts} of max_restarts {self.spec.max_restarts})",
             )
-        metrics.export_new()
-        metrics.close()
         if self.spec.trainer_kind == "builtin" and not self.layout.loss_curve.exists():
             self.store.add_event(
                 self.name, "Warning", "NoLossCurve", f"the trainer wrote no {self.layout.loss_curve.name}"
             )
+        if EXPORTER_STEP in self.step_names:
+            proc = self._start(EXPORTER_STEP, exporter_command(config, self.run_dir), env)
+            code = proc.wait()
+            self.store.set_step(
+                self.name, EXPORTER_STEP, StepStatus.SUCCEEDED if code == 0 else StepStatus.FAILED, code
+            )
+            if code != 0:
+                summary = failure_summary(self.home.log_file(self.name, EXPORTER_STEP))
+                self.store.set_status(
+                    self.name, JobStatus.FAILED, "ExporterFailed", f"{EXPORTER_STEP} exited with code {code}: {summary}"
+                )
+                return
         self.store.set_status(self.name, JobStatus.COMPLETE, "Succeeded", f"outputs in {self.layout.output}")
 
-    def _run_nodes(self, config: Path, env: dict[str, str], metrics) -> tuple[str, int, str] | None:
+    def _run_nodes(self, config: Path, env: dict[str, str]) -> tuple[str, int, str] | None:
         """Start every node (a fresh rendezvous) and wait for all of them.
 
         On the first failure, stop the other nodes and return ``(step, exit code, log summary)``;
@@ -244,7 +258,6 @@ class Supervisor:
         }
         while running:
             time.sleep(POLL_S)
-            metrics.export_new()
             if self.stop_signal is not None and time.monotonic() > self.stop_deadline:
                 self.stop_children(grace_s=0.0)
             for step, proc in list(running.items()):

@@ -25,6 +25,7 @@ REQUIRED_COLUMNS = {
     "classification": ("text", "label"),
     "tagging": ("tokens", "tags"),
     "preference": ("prompt", "chosen", "rejected"),
+    "kto": ("prompt", "completion", "label"),
 }
 #: Columns a format reads when present (absent or null: empty); they too must hold text.
 OPTIONAL_TEXT_COLUMNS = {"alpaca": ("input",)}
@@ -158,10 +159,15 @@ def _check_row(row: dict, config: DatasetConfig, place: str) -> None:
                 raise DataError(
                     f"{place}: column {column!r} is {_kind_of(value)}; format '{fmt}' needs a list (one per word)"
                 )
-        elif fmt == "preference" and column in ("prompt", "chosen", "rejected"):
+        elif fmt in ("preference", "kto") and column in ("prompt", "chosen", "rejected", "completion"):
             if not isinstance(value, str | list):
                 raise DataError(
-                    f"{place}: column {column!r} is {_kind_of(value)}; format 'preference' needs text or messages"
+                    f"{place}: column {column!r} is {_kind_of(value)}; format {fmt!r} needs text or messages"
+                )
+        elif fmt == "kto" and column == "label":
+            if not isinstance(value, bool):
+                raise DataError(
+                    f"{place}: column 'label' is {_kind_of(value)}; format 'kto' needs true (desirable) or false"
                 )
         elif column == "label":
             if not isinstance(value, str | int) or isinstance(value, bool):

@@ -10,6 +10,7 @@ from pathlib import Path
 from kubetune.errors import DataError
 from kubetune.spec.trainer import DatasetConfig
 from kubetune.trainer.data.formats import Example, Tokenizer, class_names, map_columns
+from kubetune.trainer.data.kto import KtoExample, KtoTokenizer, check_both_labels, pair_mismatched
 from kubetune.trainer.data.preference import PreferenceExample, PreferenceTokenizer
 from kubetune.trainer.data.readers import DatasetRows, read_rows
 
@@ -18,8 +19,8 @@ from kubetune.trainer.data.readers import DatasetRows, read_rows
 class PreparedData:
     """Tokenized examples and what happened on the way."""
 
-    train: list[Example] | list[PreferenceExample]
-    eval: list[Example] | list[PreferenceExample]
+    train: list[Example] | list[PreferenceExample] | list[KtoExample]
+    eval: list[Example] | list[PreferenceExample] | list[KtoExample]
     rows_read: int
     truncated: int
     dropped_without_targets: int
@@ -30,7 +31,7 @@ class PreparedData:
 class TokenizedRows:
     """The examples rows became, and what was cut or dropped on the way."""
 
-    examples: list[Example] | list[PreferenceExample]
+    examples: list[Example] | list[PreferenceExample] | list[KtoExample]
     truncated: int
     dropped_without_targets: int
     label_names: list[str] | None
@@ -48,7 +49,7 @@ def tokenize_rows(read: DatasetRows, config: DatasetConfig, path: Path, tokenize
     rows = map_columns(read.rows, config, read.places)
     with_labels = config.format in ("classification", "tagging")
     label_names = class_names(rows, config, read.places, str(path)) if with_labels else None
-    tokenizer_class = PreferenceTokenizer if config.format == "preference" else Tokenizer
+    tokenizer_class = {"preference": PreferenceTokenizer, "kto": KtoTokenizer}.get(config.format, Tokenizer)
     tokenize = tokenizer_class(tokenizer, config, max_seq_len, label_names)
     examples: list = []
     dropped = 0
@@ -92,10 +93,13 @@ def prepare_data(
     max_seq_len: int,
     seed: int,
     on_read: Callable[[int], None] | None = None,
+    batch_size: int = 2,
 ) -> PreparedData:
     """Read, map, validate and tokenize the dataset at ``path``; split off the eval share.
 
-    ``on_read(rows)`` is called once the rows are read, before tokenizing them.
+    ``on_read(rows)`` is called once the rows are read, before tokenizing them. ``kto`` rows
+    get their mismatched completions in blocks of ``batch_size`` rows (see
+    :func:`~kubetune.trainer.data.kto.pair_mismatched`), train and eval rows separately.
 
     Raises:
         DataError: unreadable files, missing columns, invalid rows, a split that selects no row, or no
@@ -106,6 +110,8 @@ def prepare_data(
         on_read(len(read))
     tokenized = tokenize_rows(read, config, path, tokenizer, max_seq_len)
     examples = tokenized.examples
+    if config.format == "kto":
+        check_both_labels(examples, path)
     eval_examples: list = []
     if config.eval_fraction > 0:
         order = list(range(len(examples)))
@@ -116,6 +122,9 @@ def prepare_data(
         eval_ids = set(order[:n_eval])
         eval_examples = [ex for i, ex in enumerate(examples) if i in eval_ids]
         examples = [ex for i, ex in enumerate(examples) if i not in eval_ids]
+    if config.format == "kto":
+        for part in (examples, eval_examples):
+            pair_mismatched(part, batch_size, max_seq_len)
     return PreparedData(
         examples,
         eval_examples,

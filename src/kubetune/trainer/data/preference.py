@@ -39,7 +39,7 @@ class PreferenceExample:
         return int(self.chosen.num_targets > 0 and self.rejected.num_targets > 0)
 
 
-def _response_text(value: object) -> str | None:
+def response_text(value: object) -> str | None:
     """The text of a response given as a string or as messages (None when it is empty)."""
     if isinstance(value, str):
         return value if value.strip() else None
@@ -57,8 +57,12 @@ class PreferenceTokenizer(Tokenizer):
     """
 
     def _side(self, prompt: object, response: object, where: str) -> Example:
+        return self._prompted(prompt, response, where)[0]
+
+    def _prompted(self, prompt: object, response: object, where: str) -> tuple[Example, int]:
+        """Prompt + response as one example (targets on the response), and the prompt's length in tokens."""
         if isinstance(prompt, str) and isinstance(response, str):
-            return self._pair(prompt, response)
+            return self._pair(prompt, response), len(self._prompt_ids(prompt))
         if not getattr(self.tok, "chat_template", None):
             raise DataError(f"{where}: chat messages need a tokenizer with a chat template")
         prompt_turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
@@ -67,12 +71,12 @@ class PreferenceTokenizer(Tokenizer):
         prompt_len = len(self._chat_ids(messages[: len(prompt_turns)], add_generation_prompt=True))
         ids = self._chat_ids(messages, add_generation_prompt=False)
         labels = list(ids) if self.config.train_on_inputs else [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
-        return Example(ids, labels)
+        return Example(ids, labels), prompt_len
 
     def prompt_and_reference(self, row: dict, where: str) -> tuple[list[int], str]:
         """The prompt tokens as training renders them (plain text, or the chat template with its
         generation prompt) and the ``chosen`` response as the reference answer."""
-        chosen = _response_text(row["chosen"])
+        chosen = response_text(row["chosen"])
         if chosen is None:
             raise DataError(f"{where}: 'chosen' is an empty response")
         prompt = row["prompt"]
@@ -92,7 +96,7 @@ class PreferenceTokenizer(Tokenizer):
 
     def __call__(self, row: dict, where: str) -> PreferenceExample:  # type: ignore[override]
         """Tokenize one (already column-mapped) preference row; ``where`` names it in errors."""
-        chosen, rejected = _response_text(row["chosen"]), _response_text(row["rejected"])
+        chosen, rejected = response_text(row["chosen"]), response_text(row["rejected"])
         for name, text in (("chosen", chosen), ("rejected", rejected)):
             if text is None:
                 raise DataError(f"{where}: '{name}' is an empty response")

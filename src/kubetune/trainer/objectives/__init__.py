@@ -1,12 +1,14 @@
 """Training objectives: the loss from a batch, one module per objective, found by name.
 
-Adding an objective is one module here (a subclass of :class:`~.base.Objective`, registered in
-:data:`OBJECTIVES`) plus its typed config class in :mod:`kubetune.spec.trainer`.
+Adding an objective is one module in this package (a subclass of :class:`~.base.Objective`
+decorated with :func:`~.base.register_objective`; every module here is imported, so it is found
+without being listed) plus its typed config class in :mod:`kubetune.spec.trainer`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
 from functools import partial
 
 import torch
@@ -16,21 +18,10 @@ from kubetune.spec.trainer import LLMConfig
 from kubetune.trainer.data.pipeline import PreparedData
 from kubetune.trainer.distributed import DistributedContext
 from kubetune.trainer.methods import trains_adapter
-from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, PrepareContext
-from kubetune.trainer.objectives.dpo import Dpo
-from kubetune.trainer.objectives.orpo import Orpo
-from kubetune.trainer.objectives.reward import Reward
-from kubetune.trainer.objectives.sft import SftObjective
-from kubetune.trainer.objectives.simpo import Simpo
+from kubetune.trainer.objectives.base import OBJECTIVES, Objective, ObjectiveLoss, PrepareContext, register_objective
 
-#: Each objective's class, by the name ``objective:`` gives; built from its typed config.
-OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "sft": lambda config: SftObjective(),
-    "dpo": Dpo,
-    "simpo": Simpo,
-    "orpo": Orpo,
-    "reward": Reward,
-}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def build_objective(config: LLMConfig) -> Objective:
@@ -75,4 +66,12 @@ def prepare_objective(
     objective.prepare(model, context)
 
 
-__all__ = ["OBJECTIVES", "Objective", "ObjectiveLoss", "PrepareContext", "build_objective", "prepare_objective"]
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "ObjectiveLoss",
+    "PrepareContext",
+    "build_objective",
+    "prepare_objective",
+    "register_objective",
+]

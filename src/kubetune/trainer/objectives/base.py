@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -21,11 +21,14 @@ class ObjectiveLoss:
         units: how many units the batch had.
         metrics: objective-specific values summed over the units (``reward_margin``...); the
             loop reports their mean per unit in the progress record's ``objective`` values.
+        counts: for a metric not defined on every unit (KTO's chosen reward: desirable rows
+            only), how many units it was summed over; the loop divides by their total instead.
     """
 
     summed: torch.Tensor
     units: int
     metrics: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,9 +60,9 @@ class PrepareContext:
 
 
 class Objective:
-    """The training loss, pluggable: subclasses register under a name in
-    :data:`kubetune.trainer.objectives.OBJECTIVES` and are built from the typed config of the
-    same name (:data:`kubetune.spec.trainer.ObjectiveConfig`).
+    """The training loss, pluggable: subclasses register under a name
+    (:func:`register_objective`) and are built from the typed config of the same name
+    (:data:`kubetune.spec.trainer.ObjectiveConfig`).
     """
 
     name: str = ""
@@ -77,3 +80,21 @@ class Objective:
     def prepare(self, model: torch.nn.Module, context: PrepareContext) -> None:
         """Set up what the loss needs besides the policy (a reference model); runs once, on
         every rank, after the method is applied and before the model is wrapped for DDP/FSDP."""
+
+
+#: Each objective's class, by the name ``objective:`` gives; built from its typed config.
+OBJECTIVES: dict[str, Callable[[Any], Objective]] = {}
+
+_Registered = TypeVar("_Registered", bound=type[Objective])
+
+
+def register_objective(cls: _Registered) -> _Registered:
+    """Class decorator: make ``cls`` the objective ``objective: <cls.name>`` builds.
+
+    Raises:
+        ValueError: the name is empty or taken by another class.
+    """
+    if not cls.name or OBJECTIVES.get(cls.name, cls) is not cls:
+        raise ValueError(f"objective class {cls.__qualname__}: name {cls.name!r} is empty or registered already")
+    OBJECTIVES[cls.name] = cls
+    return cls

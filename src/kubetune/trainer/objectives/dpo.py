@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import DpoConfig, DpoObjective
-from kubetune.trainer.objectives.base import PrepareContext
+from kubetune.trainer.objectives.base import PrepareContext, register_objective
 from kubetune.trainer.objectives.preference import PairwiseObjective, SequenceLogps
 from kubetune.trainer.objectives.reference import ReferenceLogps, build_reference
 
@@ -40,6 +40,7 @@ def dpo_losses(
     return losses, chosen_rewards, rejected_rewards
 
 
+@register_objective
 class Dpo(PairwiseObjective):
     """DPO with the reference of :func:`~kubetune.trainer.objectives.reference.build_reference`."""
 
@@ -51,7 +52,7 @@ class Dpo(PairwiseObjective):
 
     def prepare(self, model: torch.nn.Module, context: PrepareContext) -> None:
         """Pick the reference (adapters off, frozen copy, or precomputed log-probs)."""
-        self.reference = build_reference(model, context, self.config.precompute_reference)
+        self.reference = build_reference(model, context, self.config.precompute_reference, self.collate)
 
     def pair_losses(
         self, model: torch.nn.Module, batch: dict[str, Any], policy: SequenceLogps

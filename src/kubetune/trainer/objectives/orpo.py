@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import OrpoObjective
+from kubetune.trainer.objectives.base import register_objective
 from kubetune.trainer.objectives.preference import PairwiseObjective, SequenceLogps
 
 
+@register_objective
 class Orpo(PairwiseObjective):
     """ORPO's loss (see the module doc)."""
 

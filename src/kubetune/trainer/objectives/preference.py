@@ -24,6 +24,8 @@ from kubetune.trainer.objectives.sft import model_inputs
 #: Batch entries that describe the pairs rather than go to the model.
 PAIRS_KEY = "num_pairs"
 REFERENCE_KEY = "reference_logps"
+DESIRABLE_KEY = "desirable"
+_INFO_KEYS = (PAIRS_KEY, REFERENCE_KEY, DESIRABLE_KEY)
 
 #: The per-step values the preference objectives report (means over the step's pairs).
 CHOSEN_REWARD = "chosen_reward"
@@ -62,20 +64,29 @@ def collate_pairs(pairs: list[PreferenceExample], pad_token_id: int, packing: bo
     Adds ``num_pairs`` and, when every pair has them, the precomputed ``reference_logps``
     (shape ``(2n,)``, same order as the rows).
     """
-    sequences = [pair.chosen for pair in pairs] + [pair.rejected for pair in pairs]
+    return collate_halves(
+        pairs, [pair.chosen for pair in pairs], [pair.rejected for pair in pairs], pad_token_id, packing
+    )
+
+
+def collate_halves(items: list, first: list, second: list, pad_token_id: int, packing: bool) -> dict[str, Any]:
+    """One batch of the ``first`` sequences of ``items`` then their ``second`` ones, with
+    ``num_pairs`` and, when every item has them, the items' precomputed ``reference_logps``
+    (a ``(first, second)`` pair per item) as one ``(2n,)`` tensor in row order."""
+    sequences = first + second
     batch: dict[str, Any] = collate_packed(sequences) if packing else collate(sequences, pad_token_id)
-    batch[PAIRS_KEY] = len(pairs)
-    if all(pair.reference_logps is not None for pair in pairs):
-        chosen = [pair.reference_logps[0] for pair in pairs]
-        rejected = [pair.reference_logps[1] for pair in pairs]
-        batch[REFERENCE_KEY] = torch.tensor(chosen + rejected, dtype=torch.float32)
+    batch[PAIRS_KEY] = len(items)
+    if all(item.reference_logps is not None for item in items):
+        firsts = [item.reference_logps[0] for item in items]
+        seconds = [item.reference_logps[1] for item in items]
+        batch[REFERENCE_KEY] = torch.tensor(firsts + seconds, dtype=torch.float32)
     return batch
 
 
 def sequence_logps(model: torch.nn.Module, batch: dict[str, Any]) -> SequenceLogps:
     """Forward ``batch`` through ``model``; the log-probs of each sequence's target tokens."""
     labels = batch["labels"]
-    inputs = model_inputs({k: v for k, v in batch.items() if k not in (PAIRS_KEY, REFERENCE_KEY)})
+    inputs = model_inputs({k: v for k, v in batch.items() if k not in _INFO_KEYS})
     logits = model(**inputs).logits
     logits = logits[:, -labels.size(1) :, :][:, :-1, :]  # prompt tuning prepends virtual tokens
     targets = labels[:, 1:]

@@ -1,10 +1,11 @@
-"""The reference model of DPO without a second copy where possible.
+"""The reference model of DPO and KTO without a second copy where possible.
 
 - Adapter methods: the policy itself with its adapters switched off (PEFT ``disable_adapter``).
 - Full fine-tunes: a frozen copy of the model as it was before training.
-- ``precompute_reference``: one pass before training stores each pair's reference log-probs on
-  the pair (and in the run directory, so a resumed run reads them back); no reference model is
-  kept in memory.
+- ``precompute_reference``: one pass before training stores each example's reference log-probs
+  (both rows it puts in a batch: chosen and rejected, or KTO's completion and KL sequence) on
+  the example (and in the run directory, so a resumed run reads them back); no reference
+  model is kept in memory.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 import torch
 
 from kubetune.errors import DataError
-from kubetune.trainer.data.preference import PreferenceExample
 from kubetune.trainer.distributed import unwrap_model
 from kubetune.trainer.objectives.base import PrepareContext
-from kubetune.trainer.objectives.preference import REFERENCE_KEY, SequenceLogps, collate_pairs, sequence_logps
+from kubetune.trainer.objectives.preference import REFERENCE_KEY, SequenceLogps, sequence_logps
+
+#: Host tensors of a batch of examples without packing (an objective's ``collate``).
+Collate = Callable[[list, int, bool], dict[str, Any]]
 
 #: Gives the reference's summed log-probs per sequence of a pair batch, given the policy model.
 ReferenceLogps = Callable[[torch.nn.Module, dict[str, Any]], torch.Tensor]
@@ -50,8 +53,9 @@ def precomputed(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
     return batch[REFERENCE_KEY]
 
 
-def precompute(model: torch.nn.Module, context: PrepareContext) -> None:
-    """Store each pair's reference log-probs on it, from the model before any step.
+def precompute(model: torch.nn.Module, context: PrepareContext, collate: Collate) -> None:
+    """Store each example's reference log-probs on it, from the model before any step;
+    ``collate`` makes the objective's batches (two rows per example).
 
     Reads ``context.cache_file`` when a previous attempt of this run wrote it (and
     ``context.reuse_cache``: ``resume: auto``), else
@@ -60,7 +64,7 @@ def precompute(model: torch.nn.Module, context: PrepareContext) -> None:
     Raises:
         DataError: the cache file holds another number of pairs than the dataset.
     """
-    pairs: list[PreferenceExample] = context.examples
+    pairs = context.examples
     cache = context.cache_file
     if cache is not None and context.reuse_cache and cache.is_file():
         values = torch.load(cache, map_location="cpu")
@@ -74,7 +78,7 @@ def precompute(model: torch.nn.Module, context: PrepareContext) -> None:
         with torch.no_grad(), context.autocast(), base_weights:
             for start in range(0, len(pairs), context.batch_size):
                 chunk = pairs[start : start + context.batch_size]
-                batch = collate_pairs(chunk, context.pad_token_id, packing=False)
+                batch = collate(chunk, context.pad_token_id, False)
                 batch = {k: v.to(context.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 chosen, rejected = SequenceLogps.split(sequence_logps(model, batch).summed.float().cpu())
                 rows.append(torch.stack([chosen, rejected], dim=1))
@@ -89,10 +93,12 @@ def precompute(model: torch.nn.Module, context: PrepareContext) -> None:
         pair.reference_logps = (chosen, rejected)
 
 
-def build_reference(model: torch.nn.Module, context: PrepareContext, precompute_first: bool) -> ReferenceLogps:
-    """The reference of a DPO run (see the module doc for which one)."""
+def build_reference(
+    model: torch.nn.Module, context: PrepareContext, precompute_first: bool, collate: Collate
+) -> ReferenceLogps:
+    """The reference of a DPO or KTO run (see the module doc for which one)."""
     if precompute_first:
-        precompute(model, context)
+        precompute(model, context, collate)
         return precomputed
     if context.full_finetune:
         return FrozenCopy(model)

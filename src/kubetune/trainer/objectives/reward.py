@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import RewardObjective
-from kubetune.trainer.objectives.base import ObjectiveLoss
+from kubetune.trainer.objectives.base import ObjectiveLoss, register_objective
 from kubetune.trainer.objectives.preference import PAIRS_KEY, PairwiseObjective, SequenceLogps, reward_metrics
 
 
+@register_objective
 class Reward(PairwiseObjective):
     """Pairwise reward-model training (see the module doc)."""
 

@@ -11,7 +11,7 @@ from kubetune.trainer.data.batching import TAG_LABELS, collate
 from kubetune.trainer.data.formats import IGNORE_INDEX
 from kubetune.trainer.data.packing import collate_packed
 from kubetune.trainer.kernels.chunked_cross_entropy import linear_cross_entropy_sum
-from kubetune.trainer.objectives.base import Objective, ObjectiveLoss
+from kubetune.trainer.objectives.base import Objective, ObjectiveLoss, register_objective
 
 
 def loss_sum(
@@ -64,10 +64,14 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
+@register_objective
 class SftObjective(Objective):
     """Today's fine-tuning loss: the mean cross-entropy per target token of the step."""
 
     name = "sft"
+
+    def __init__(self, config: Any = None):
+        """SFT has no settings (``config``: its typed config, unused)."""
 
     def collate(self, examples: list, pad_token_id: int, packing: bool) -> dict[str, Any]:
         """A padded batch, or one packed row when ``packing``."""

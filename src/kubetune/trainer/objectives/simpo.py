@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from kubetune.spec.trainer import SimpoObjective
+from kubetune.trainer.objectives.base import register_objective
 from kubetune.trainer.objectives.preference import PairwiseObjective, SequenceLogps
 
 
+@register_objective
 class Simpo(PairwiseObjective):
     """SimPO's pairwise loss (see the module doc)."""
 
