@@ -74,8 +74,9 @@ class RuntimeBackend(abc.ABC):
         self.get_job(name)
         return None
 
-    def cancel_job(self, name: str) -> None:
-        """Stop an active job without keeping its work: it ends Cancelled (its record, logs and outputs stay).
+    def cancel_job(self, name: str, reason: str | None = None, message: str | None = None) -> None:
+        """Stop an active job without keeping its work: it ends Cancelled (its record, logs and outputs stay),
+        with ``reason`` and ``message`` when given (a study pruning a trial). Returns once its processes are gone.
 
         Raises:
             JobNotFoundError. ConfigError: the job has already ended, or this backend cannot cancel
@@ -147,6 +148,11 @@ class RuntimeBackend(abc.ABC):
         Raises:
             JobNotFoundError: no such job.
         """
+
+    def concurrent_job_limit(self, spec: JobSpec) -> int | None:
+        """How many jobs like ``spec`` this backend can run at once (None: no limit it knows of;
+        a cluster queues what does not fit)."""
+        return None
 
     def set_aside_outputs(self, spec: JobSpec) -> str | None:
         """Move the outputs already in ``spec``'s run directory aside, so a new job starts afresh.

@@ -12,6 +12,7 @@ import typer
 
 from kubetune.cli import after_training
 from kubetune.cli import jobs as job_commands
+from kubetune.cli import study as study_commands
 from kubetune.cli.console import console, err_console
 from kubetune.errors import KubetuneError
 
@@ -184,6 +185,8 @@ for _command in (
     job_commands.resume,
     job_commands.delete,
     job_commands.runtimes,
+    study_commands.tune,
+    study_commands.study,
 ):
     app.command()(user_errors(_command))
 app.command("eval")(user_errors(after_training.evaluate))

@@ -79,6 +79,20 @@ class TrainerClient:
             ConfigError: an invalid field (trainer config, num_nodes < 1, unknown runtime, GPUs this
                 backend cannot give...). JobExistsError: the name is taken. Nothing is started.
         """
+        return self.backend.submit(self.job_spec(runtime, initializer, trainer, options))
+
+    def job_spec(
+        self,
+        runtime: str | Runtime | None = None,
+        initializer: Initializer | None = None,
+        trainer: BuiltinTrainer | CustomTrainer | None = None,
+        options: Iterable[JobOption] | None = None,
+    ) -> JobSpec:
+        """The validated :class:`JobSpec` :meth:`train` would submit for these arguments (nothing starts).
+
+        Raises:
+            ConfigError: an invalid field.
+        """
         fields: dict[str, Any] = {}
         if runtime is not None:
             fields["runtime"] = runtime.name if isinstance(runtime, Runtime) else runtime
@@ -90,10 +104,9 @@ class TrainerClient:
             option(fields, self.backend)
         fields.setdefault("name", _generated_name())
         try:
-            spec = JobSpec.model_validate(fields)
+            return JobSpec.model_validate(fields)
         except ValidationError as err:
             raise ConfigError(f"invalid job: {format_validation_error(err)}") from None
-        return self.backend.submit(spec)
 
     def train_from_spec(self, spec: JobSpec, replace: bool = False) -> str:
         """Start a job from a complete :class:`JobSpec` (what ``kubetune train -f`` does); returns its name.

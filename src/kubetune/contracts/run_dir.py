@@ -173,3 +173,16 @@ class LocalHome:
     def log_file(self, job: str, step: str) -> Path:
         """``logs/<job>/<step>.log``."""
         return self.log_dir(job) / f"{step}.log"
+
+    @property
+    def studies_db(self) -> Path:
+        """``studies.db``: the Optuna storage (SQLite) of every hyperparameter study, on any backend."""
+        return self.root / "studies.db"
+
+    def study_dir(self, study: str) -> Path:
+        """``studies/<study>``: a study's plot (``history.png``)."""
+        return self.root / "studies" / study
+
+    def study_plot(self, study: str) -> Path:
+        """``studies/<study>/history.png``: objective by trial and against each searched parameter."""
+        return self.study_dir(study) / "history.png"

@@ -420,12 +420,14 @@ class LocalBackend(RuntimeBackend):
             raise ConfigError(f"job {name!r} changed while resuming it; look at `kubetune jobs` and retry")
         self._launch(name, job.run_dir, job_tag(self.home, name, job.created_at))
 
-    def cancel_job(self, name: str) -> None:
-        """Stop an active job without a checkpoint and return once it is Cancelled.
+    def cancel_job(self, name: str, reason: str | None = None, message: str | None = None) -> None:
+        """Stop an active job without a checkpoint and return once it is Cancelled and its processes are gone
+        (so its CPU or GPU is free again); steps still running end Failed.
 
-        SIGINT asks its supervisor to stop the launchers and record Cancelled; a worker still in its
-        step when its launcher is gone is then killed (it would finish the step and checkpoint). A
-        Suspended job, having no processes, is marked Cancelled at once.
+        With ``reason`` (a study pruning a trial: ``Pruned``), the job is recorded Cancelled with it and
+        ``message`` first. SIGINT asks its supervisor to stop the launchers; a worker still in its step
+        when its launcher is gone is then killed (it would finish the step and checkpoint). A Suspended
+        job, having no processes, is marked Cancelled at once.
 
         Raises:
             JobNotFoundError. ConfigError: the job already ended, or is still starting.
@@ -435,17 +437,38 @@ class LocalBackend(RuntimeBackend):
             raise ConfigError(f"job {name!r} already ended ({job.status.value}); only an active job can be cancelled")
         record = self._record(name)
         if job.status == JobStatus.SUSPENDED:
-            self.store.set_status(name, JobStatus.CANCELLED, "Cancelled", "cancelled while suspended")
+            self.store.set_status(
+                name, JobStatus.CANCELLED, reason or "Cancelled", message or "cancelled while suspended"
+            )
             return
         if record.supervisor_pid is None:
             raise ConfigError(f"job {name!r} is still starting; cancel it once it runs")
+        if reason is not None:
+            self.store.set_status(
+                name, JobStatus.CANCELLED, reason, message
+            )  # the supervisor's own record then keeps it
+        tag = job_tag(self.home, name, record.job.created_at)
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.supervisor_pid, signal.SIGINT)
         deadline = time.monotonic() + STOP_GRACE_S + 5
-        while not self._record(name).job.status.is_terminal and time.monotonic() < deadline:
+        while job_processes(tag) and time.monotonic() < deadline:
             time.sleep(0.2)
-        _kill_all(job_processes(job_tag(self.home, name, record.job.created_at)))
+        _kill_all(job_processes(tag))
         self.store.set_status(name, JobStatus.CANCELLED, "Terminated", "cancelled; its processes were killed")
+        for step in self._record(name).job.steps:
+            if step.status == StepStatus.RUNNING:
+                self.store.set_step(name, step.name, StepStatus.FAILED)
+
+    def concurrent_job_limit(self, spec: JobSpec) -> int:
+        """Jobs like ``spec`` this machine runs at once: its GPUs divided by the GPUs a job takes, else
+        its CPU cores divided by the job's worker processes (at least 1)."""
+        gpus = spec.resources.gpu
+        if gpus:
+            import torch
+
+            return max(1, torch.cuda.device_count() // (gpus * spec.num_nodes))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // (spec.procs_per_node * spec.num_nodes))
 
     # deletion
     def _purgeable(self, record: JobRecord) -> list[Path]:
