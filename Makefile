@@ -40,7 +40,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check src tests
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n 2 --dist loadfile --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

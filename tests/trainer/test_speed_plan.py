@@ -194,6 +194,7 @@ def test_the_trainer_refuses_a_plan_that_cannot_fit_before_loading_the_model(
 ):
     from synthetic_jobs import make_spec
 
+    from kubetune.trainer import build as trainer_build
     from kubetune.trainer import run as trainer_run
 
     tiny_gpu = DeviceInfo("cuda", bf16=True, memory_bytes=0.1 * GIB, name="a 0.1 GiB GPU")
@@ -202,7 +203,7 @@ def test_the_trainer_refuses_a_plan_that_cannot_fit_before_loading_the_model(
     def no_load(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(trainer_run, "load_model", no_load)
+    monkeypatch.setattr(trainer_build, "load_model", no_load)
     spec = make_spec(smollm2_dir, swap_data, tmp_path / "run", method="full")
     with pytest.raises(ConfigError, match=r"^memory plan: full needs .* GiB more than the 0 GiB of a 0\.1 GiB GPU"):
         trainer_run.run_training(spec, tmp_path / "run")
