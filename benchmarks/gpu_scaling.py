@@ -422,6 +422,7 @@ def entry_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
         if done.returncode != 0:
             report[f"gpus_{n}_error"] = (done.stdout + done.stderr)[-1200:]
             continue
+        report[f"gpus_{n}_speed"] = [line for line in done.stdout.splitlines() if "speed:" in line][-1:]
         records = [json.loads(line) for line in (run / "output" / "metrics.jsonl").read_text().splitlines()]
         timed = [r["tokens_per_s"] for r in records if r.get("tokens_per_s") and r["step"] > 4]
         report[f"gpus_{n}_tokens_per_s"] = round(sum(timed) / len(timed), 1)
