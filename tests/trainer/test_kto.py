@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 import trl
 from synthetic_jobs import make_spec, swap_pairs, swap_prompt, write_jsonl
+from trl_reference import trl_logged_steps
 
 from kubetune.trainer.metrics import read_metrics
 from kubetune.trainer.run import run_training
@@ -32,50 +32,11 @@ def kto_rows(count: int, seed: int = 5) -> list[dict]:
 
 def trl_kto_steps(model_dir, rows: list[dict], tmp_path) -> list[dict]:
     """Per-step logs of TRL's KTOTrainer with the same LoRA adapter, optimizer and schedule."""
-    import peft
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    torch.manual_seed(SEED)  # kubetune seeds right before creating the adapter too
-    lora = peft.LoraConfig(
-        r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
-    )
-    model = peft.get_peft_model(model, lora)
-    logs: list[dict] = []
-
-    class Keep(TrainerCallback):
-        def on_log(self, args, state, control, logs_=None, **kwargs):
-            logs.append(dict(kwargs.get("logs") or logs_ or {}))
-
-    args = trl.KTOConfig(
-        output_dir=str(tmp_path / "trl"),
-        per_device_train_batch_size=ROWS,
-        max_steps=STEPS,
-        learning_rate=LR,
-        lr_scheduler_type="constant",
-        warmup_steps=0,
-        max_grad_norm=1.0,
-        weight_decay=0.0,
-        optim="adamw_torch",
-        beta=BETA,
-        desirable_weight=DESIRABLE_WEIGHT,
-        undesirable_weight=UNDESIRABLE_WEIGHT,
-        seed=SEED,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        gradient_checkpointing=False,
-        bf16=False,
-        max_length=None,
-        dataloader_num_workers=0,
-    )
-    trainer = trl.KTOTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[Keep()]
-    )
-    trainer.train()
+    logs = trl_logged_steps(
+        trl.KTOTrainer, trl.KTOConfig, model_dir, rows, tmp_path,
+        per_device_train_batch_size=ROWS, max_steps=STEPS, learning_rate=LR, seed=SEED, beta=BETA,
+        desirable_weight=DESIRABLE_WEIGHT, undesirable_weight=UNDESIRABLE_WEIGHT,
+    )  # fmt: skip
     return [entry for entry in logs if "kl" in entry and "loss" in entry]
 
 
