@@ -25,7 +25,6 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -110,7 +109,7 @@ def run_trl(model_dir: Path, rows: list[dict], batch: int, steps: int, max_len: 
     import trl
     from datasets import Dataset
     from torch.utils.data import SequentialSampler
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -122,24 +121,8 @@ def run_trl(model_dir: Path, rows: list[dict], batch: int, steps: int, max_len: 
     model = peft.get_peft_model(model, lora)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times: list[float] = []
+    timer = gf.step_timer(device)
     tokens: list[int] = []
-    losses: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - self.t0)
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
 
     class InOrder(trl.DPOTrainer):
         def _get_train_sampler(self, *args, **kwargs):
@@ -162,11 +145,11 @@ def run_trl(model_dir: Path, rows: list[dict], batch: int, steps: int, max_len: 
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
-            callbacks=[Timer()],
+            callbacks=[timer],
         )
         trainer.train()
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
-    return {"tokens": tokens, "seconds": times, "losses": losses, "peak_gib": round(peak, 2)}
+    return {"tokens": tokens, "seconds": timer.times, "losses": timer.losses, "peak_gib": round(peak, 2)}
 
 
 def summarise(name: str, run: dict, warmup: int) -> dict:

@@ -187,12 +187,39 @@ def matmul_params(model) -> int:
     return total
 
 
+def step_timer(device: str):
+    """A Trainer callback that times each optimizer step (CUDA synchronised) into ``.times`` and
+    keeps each logged loss in ``.losses``: how the baselines of these benchmarks are measured."""
+    import torch
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.losses: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kw):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.t0)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.losses.append(float(logs["loss"]))
+
+    return StepTimer()
+
+
 def run_hf(case: Case, model, examples, steps: int, device: str):
     """HF Trainer + PEFT, padding to the longest sample of each batch; returns step times and losses."""
-    import torch
     from peft import LoraConfig, get_peft_model
     from torch.utils.data import SequentialSampler
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import Trainer, TrainingArguments
 
     from kubetune.trainer.data.batching import collate
 
@@ -213,23 +240,7 @@ def run_hf(case: Case, model, examples, steps: int, device: str):
         )
         if case.checkpointing:
             model.enable_input_require_grads()
-    times: list[float] = []
-    losses: list[float] = []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - self.t0)
-
-        def on_log(self, args, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
+    timer = step_timer(device)
 
     class InOrder(Trainer):
         def _get_train_sampler(self, *args, **kwargs):
@@ -246,9 +257,9 @@ def run_hf(case: Case, model, examples, steps: int, device: str):
             bf16=device == "cuda", use_cpu=device == "cpu", optim="adamw_torch", dataloader_num_workers=0,
             remove_unused_columns=False, weight_decay=0.0,
         )  # fmt: skip
-        trainer = InOrder(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[Timer()])
+        trainer = InOrder(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[timer])
         trainer.train()
-    return times, losses, model
+    return timer.times, timer.losses, model
 
 
 def run_kt(case: Case, model, examples, steps: int, device: str):
