@@ -293,6 +293,12 @@ def _spec(model: Path, data: Path, run: Path, batch: int, steps: int, **training
     return validate_config(JobSpec, {"name": run.name, "trainer": trainer, "output_dir": str(run)})
 
 
+def _speed_defaults(tiny: bool) -> dict:
+    """Training settings that leave precision, packing and the chunked loss to the trainer's ``auto``
+    (what a user gets), or fp32 for the CPU smoke run."""
+    return {"precision": "fp32" if tiny else "auto", "packing": "auto", "chunked_loss": "auto"}
+
+
 def _write_spec(spec, run: Path) -> Path:
     import yaml
 
@@ -404,19 +410,7 @@ def entry_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     counts = (1, 2) if tiny or torch.cuda.device_count() >= 2 else (1,)
     for n in counts:
         run = work / f"gpus-{n}"
-        trainer = {
-            "model": {"path": str(model)},
-            "dataset": {"path": str(data), "format": "completion"},
-            "method": "lora",
-            "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"},
-            "training": {"max_steps": steps, "batch_size": batch, "max_seq_len": max_len, "distributed": "ddp",
-                         **({"precision": "fp32"} if tiny else {})},
-            "output": {"save_merged": False},
-        }  # fmt: skip
-        from kubetune.spec.base import validate_config
-        from kubetune.spec.job import JobSpec
-
-        spec = validate_config(JobSpec, {"name": run.name, "trainer": trainer, "output_dir": str(run)})
+        spec = _spec(model, data, run, batch, steps, max_seq_len=max_len, distributed="ddp", **_speed_defaults(tiny))
         env = {} if tiny else {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
         done = _torchrun(n, ["-m", "kubetune.trainer", "--config", str(_write_spec(spec, run))], env, timeout=170)
         if done.returncode != 0:
@@ -445,19 +439,7 @@ def host_memory_rows(model: Path, tiny: bool) -> dict:
 
     run = model.parent / "hostmem"
     data = _dataset(model.parent / "hostmem-data.jsonl", 64)
-    trainer = {
-        "model": {"path": str(model)},
-        "dataset": {"path": str(data), "format": "completion"},
-        "method": "lora",
-        "lora": {"r": 16, "target_modules": "all-linear"},
-        "training": {"max_steps": 3, "batch_size": 1, "max_seq_len": 256, "distributed": "fsdp", "compile": False,
-                     **({"precision": "fp32"} if tiny else {})},
-        "output": {"save_merged": False},
-    }  # fmt: skip
-    from kubetune.spec.base import validate_config
-    from kubetune.spec.job import JobSpec
-
-    spec = validate_config(JobSpec, {"name": "hostmem", "trainer": trainer, "output_dir": str(run)})
+    spec = _spec(model, data, run, 1, 3, distributed="fsdp", compile=False, **_speed_defaults(tiny))
     import torch
 
     procs = 4 if tiny or not torch.cuda.is_available() else min(4, torch.cuda.device_count())
