@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 SHAPES = {
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -107,6 +108,23 @@ def sample_lengths(kind: str, count: int, max_len: int, seed: int) -> list[int]:
         return [max_len] * count
     rng = random.Random(seed)
     return [min(max_len, max(32, round(rng.lognormvariate(math.log(220), 1.0)))) for _ in range(count)]
+
+
+def save_random_llama(shape: dict, tokenizer_dir: Path, target: Path) -> Path:
+    """A random-weight (seed 0) bf16 Llama of ``shape`` saved to ``target`` with ``tokenizer_dir``'s
+    tokenizer, as a model initializer leaves it; built on the GPU when there is one. Kept if
+    ``target`` already holds a model."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    if (target / "config.json").is_file():
+        return target
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = LlamaForCausalLM._from_config(LlamaConfig(**shape, max_position_embeddings=4096), dtype=torch.bfloat16)
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(target)
+    return target
 
 
 def make_examples(case: Case, count: int, max_len: int, vocab: int):

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_finetune import PEAK_TFLOPS, SHAPES, flops_per_step, matmul_params, sample_lengths
+from gpu_finetune import PEAK_TFLOPS, SHAPES, flops_per_step, matmul_params, sample_lengths, save_random_llama
 
 SCALING_SHAPES = {
     **SHAPES,
@@ -384,20 +384,10 @@ def entry_rows(work_dir: Path, tokenizer_dir: Path, tiny: bool) -> dict:
     import random
 
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     work = work_dir / "entry"
     work.mkdir(parents=True, exist_ok=True)
-    model = work / "model"
-    if not (model / "config.json").is_file():
-        torch.manual_seed(0)
-        shape = SCALING_SHAPES["small" if tiny else "1b"]
-        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-            built = LlamaForCausalLM._from_config(
-                LlamaConfig(**shape, max_position_embeddings=4096), dtype=torch.bfloat16
-            )
-        built.save_pretrained(model)
-        AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(model)
+    model = save_random_llama(SCALING_SHAPES["small" if tiny else "1b"], tokenizer_dir, work / "model")
     rng = random.Random(5)
     words = ["alpha", "river", "stone", "cloud", "tiger", "lemon", "piano", "rocket", "garden", "silver"]
     data = work / "data.jsonl"

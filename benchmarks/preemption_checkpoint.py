@@ -53,21 +53,10 @@ def large_model(source: Path, target: Path) -> Path:
 
 def shaped_model(source: Path, target: Path, shape: str) -> Path:
     """A random bf16 Llama of one of ``gpu_finetune.SHAPES``, with ``source``'s tokenizer, built on the GPU."""
-    import torch
-    import transformers
-
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from gpu_finetune import SHAPES
+    from gpu_finetune import SHAPES, save_random_llama
 
-    if (target / "config.json").exists():
-        return target
-    config = transformers.LlamaConfig(**SHAPES[shape], max_position_embeddings=4096)
-    torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = transformers.LlamaForCausalLM._from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(target)
-    transformers.AutoTokenizer.from_pretrained(source).save_pretrained(target)
-    return target
+    return save_random_llama(SHAPES[shape], source, target)
 
 
 def write_data(path: Path, rows: int = 64) -> Path:
